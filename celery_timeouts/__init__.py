@@ -1,0 +1,51 @@
+"""Task time limits that work the same on every Celery execution pool.
+
+`portable_timeout(seconds)` is both a decorator and a context manager. It picks a
+backend for the context the code runs in: SIGALRM in the main thread, gevent or
+eventlet timers in greenlets, asyncio cancellation for coroutines, and one shared
+watchdog thread everywhere else.
+"""
+
+from __future__ import annotations
+
+from ._scope import ScopeState, TimeoutScope, current_scope
+from .backends import BackendChoice, detect_backend
+from .cooperative import check, remaining, sleep
+from .exceptions import BackendUnavailable, TaskTimeout
+
+__version__ = "0.1.0.dev0"
+
+
+def portable_timeout(
+    seconds: float | None,
+    *,
+    backend: str = "auto",
+    exception: type[BaseException] = TaskTimeout,
+) -> TimeoutScope:
+    """A deadline `seconds` from entry, for a `with` block or for every call of a function.
+
+    `with portable_timeout(5) as scope:` times one block (`async with` in a coroutine);
+    `@portable_timeout(5)` times each call of a function, method or `async def`.
+    `seconds=None` means no limit. `backend` is 'auto' (the default) or one of
+    'signal', 'thread', 'gevent', 'eventlet', 'asyncio'. On timeout the scope raises
+    `exception` (default `TaskTimeout`, a `TimeoutError`).
+
+    Raises TypeError/ValueError for bad `seconds`, `backend` or `exception`, and
+    `BackendUnavailable` on entry when an explicitly chosen backend cannot run there.
+    """
+    return TimeoutScope(seconds, backend=backend, exception=exception)
+
+
+__all__ = [
+    "BackendChoice",
+    "BackendUnavailable",
+    "ScopeState",
+    "TaskTimeout",
+    "TimeoutScope",
+    "check",
+    "current_scope",
+    "detect_backend",
+    "portable_timeout",
+    "remaining",
+    "sleep",
+]

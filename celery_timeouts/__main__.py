@@ -1,0 +1,27 @@
+"""Command line: `celery-timeouts` / `python -m celery_timeouts`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="celery-timeouts",
+        description="Task time limits that work the same on every Celery pool.",
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser(
+        "selfcheck", help="show the backend each context gets and fire one real timeout in each"
+    )
+    args = parser.parse_args(argv)
+    if args.command in (None, "selfcheck"):
+        from ._selfcheck import run
+
+        return run()
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""What kind of execution context the caller is in: main thread, other thread, greenlet.
+
+Kept free of gevent/eventlet imports: they are consulted only when the process has
+already imported them.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Callable
+
+_original_get_ident: Callable[[], int] | None = None
+
+
+def native_thread_id() -> int:
+    """The OS thread's id as CPython knows it, even under gevent/eventlet monkey-patching."""
+    get_ident = _original_get_ident or _find_original_get_ident()
+    return get_ident()
+
+
+def _find_original_get_ident() -> Callable[[], int]:
+    global _original_get_ident
+    import _thread
+
+    get_ident = _thread.get_ident
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None:
+        get_ident = gevent_monkey.get_original("_thread", "get_ident")
+    eventlet_patcher = sys.modules.get("eventlet.patcher")
+    if eventlet_patcher is not None:
+        get_ident = eventlet_patcher.original("_thread").get_ident
+    if get_ident is _thread.get_ident and "gevent" not in sys.modules and "eventlet" not in sys.modules:
+        _original_get_ident = get_ident  # final: nothing can have patched it
+    return get_ident  # type: ignore[no-any-return]
+
+
+def is_main_thread() -> bool:
+    """True in the interpreter's main OS thread, where SIGALRM handlers run."""
+    return native_thread_id() == threading.main_thread().ident
+
+
+def gevent_context() -> str | None:
+    """Why gevent's timer can interrupt the current greenlet, or None if it cannot."""
+    gevent = sys.modules.get("gevent")
+    if gevent is None:
+        return None
+    from gevent._hub_local import get_hub_if_exists
+    from greenlet import getcurrent
+
+    current = getcurrent()
+    hub = get_hub_if_exists()
+    if hub is not None and current is hub:
+        return None
+    if isinstance(current, gevent.Greenlet):
+        return "running in a gevent Greenlet"
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        if hub is not None or native_thread_id() == threading.main_thread().ident:
+            return "running in a greenlet of a gevent-monkey-patched process"
+    return None
+
+
+def eventlet_context() -> str | None:
+    """Why eventlet's timer can interrupt the current green thread, or None."""
+    eventlet = sys.modules.get("eventlet")
+    if eventlet is None:
+        return None
+    from eventlet import greenthread, hubs, patcher
+    from greenlet import getcurrent
+
+    current = getcurrent()
+    hub = hubs._threadlocal.__dict__.get("hub")
+    if hub is not None and current is hub.greenlet:
+        return None
+    if isinstance(current, greenthread.GreenThread):
+        return "running in an eventlet GreenThread"
+    if patcher.is_monkey_patched("thread"):
+        return "running in a green thread of an eventlet-monkey-patched process"
+    return None
+
+
+def signal_unavailable_reason() -> str | None:
+    if not hasattr(signal, "setitimer"):
+        return "signal.setitimer is not available on this platform; use backend='thread' or 'auto'"
+    if not is_main_thread():
+        name = threading.current_thread().name
+        return (
+            f"SIGALRM is delivered only to the main thread, and this is thread {name!r}; "
+            f"use backend='thread' or 'auto'"
+        )
+    return None

@@ -1,0 +1,236 @@
+"""The timeout scope: the unit of cancellation.
+
+A scope carries its deadline (on `time.monotonic`), its backend and its state. It is
+single-use. Inside the body its timeout unwinds as a private `ScopeTimeout`; only the
+scope that owns it converts it to the public exception, on its way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any, Callable, TypeVar
+
+from ._unwind import ScopeTimeout, protected
+from ._validation import validate_backend, validate_exception, validate_seconds
+from .backends import resolve
+from .backends.base import Backend
+from .exceptions import TaskTimeout, _describe
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class ScopeState(enum.Enum):
+    INIT = "init"
+    ACTIVE = "active"
+    EXITED = "exited"
+
+
+_INIT, _ACTIVE, _EXITED = ScopeState.INIT, ScopeState.ACTIVE, ScopeState.EXITED
+
+_innermost: ContextVar[TimeoutScope | None] = ContextVar(
+    "celery_timeouts_innermost_scope", default=None
+)
+
+
+class TimeoutScope:
+    """A deadline for one block of code. Create it with `portable_timeout(...)`."""
+
+    __slots__ = (
+        "seconds", "deadline", "backend", "_requested", "_exception", "_backend",
+        "_state", "_fired", "_parent", "_token", "_effective_deadline", "_handle",
+        "_thread_id", "_armed", "_fire_attempts", "_task", "_cancelling", "_cancel_sent",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        seconds: float | None,
+        *,
+        backend: str = "auto",
+        exception: type[BaseException] = TaskTimeout,
+    ) -> None:
+        self.seconds: float | None = validate_seconds(seconds)
+        self._requested = validate_backend(backend)
+        self._exception = validate_exception(exception)
+        self._reset()
+
+    @classmethod
+    def _trusted(
+        cls, seconds: float | None, backend: str, exception: type[BaseException]
+    ) -> TimeoutScope:
+        """A fresh scope from settings validated once, at decoration time."""
+        scope = cls.__new__(cls)
+        scope.seconds = seconds
+        scope._requested = backend
+        scope._exception = exception
+        scope._reset()
+        return scope
+
+    def _reset(self) -> None:
+        self.deadline: float | None = None
+        self.backend: str | None = None
+        self._backend: Backend | None = None
+        self._state = _INIT
+        self._fired = False
+        self._parent: TimeoutScope | None = None
+        self._effective_deadline: float | None = None
+        self._token: Token[TimeoutScope | None] | None = None
+        self._fire_attempts = 0
+        self._armed = False
+        self._cancel_sent = False
+
+    # -- what callers read ---------------------------------------------------------
+
+    @property
+    def state(self) -> ScopeState:
+        return self._state
+
+    @property
+    def fired(self) -> bool:
+        """True once this scope delivered its timeout to its body."""
+        return self._fired
+
+    @property
+    def expired(self) -> bool:
+        """True once the deadline has passed (whether or not it fired yet)."""
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def remaining(self) -> float | None:
+        """Seconds left before this scope's deadline (never negative); None if no limit."""
+        if self.deadline is None:
+            return None if self._state is _INIT or self.seconds is None else 0.0
+        return max(self.deadline - time.monotonic(), 0.0)
+
+    def __repr__(self) -> str:
+        limit = "no limit" if self.seconds is None else f"{self.seconds:g} s"
+        return (
+            f"<TimeoutScope {limit} backend={self.backend or self._requested} "
+            f"state={self._state.value} fired={self._fired}>"
+        )
+
+    # -- the sync context manager ------------------------------------------------------
+
+    @protected
+    def __enter__(self) -> TimeoutScope:
+        self._begin()
+        if self.seconds is not None:
+            backend = self._backend = resolve(self._requested)
+            self.backend = backend.name
+            backend.arm(self)
+        return self
+
+    @protected
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        try:
+            self._close()
+        finally:
+            self._state = _EXITED
+        if isinstance(exc, ScopeTimeout):
+            if exc.scope is self:
+                self._fired = True
+                self._raise_timeout(exc)
+            return False  # an enclosing scope's timeout: let it through
+        if self._fired and exc is None:
+            self._raise_timeout(None)  # the body swallowed it: the deadline still holds
+        return False
+
+    # -- the async context manager ---------------------------------------------------------
+
+    @protected
+    async def __aenter__(self) -> TimeoutScope:
+        self._begin()
+        if self.seconds is not None:
+            backend = self._backend = resolve(self._requested, coroutine=True)
+            self.backend = backend.name
+            backend.arm(self)
+        return self
+
+    @protected
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        try:
+            self._close()
+        finally:
+            self._state = _EXITED
+        if isinstance(exc, ScopeTimeout):
+            if exc.scope is self:
+                self._fired = True
+                self._raise_timeout(exc)
+            return False
+        if self._cancel_sent and (exc is None or isinstance(exc, asyncio.CancelledError)):
+            task = self._task
+            if hasattr(task, "uncancel") and task.uncancel() > self._cancelling:
+                return False  # someone else cancelled the task too: theirs wins
+            self._raise_timeout(exc)
+        elif self._fired and exc is None:
+            self._raise_timeout(None)
+        return False
+
+    # -- the decorator ---------------------------------------------------------------------
+
+    def __call__(self, wrapped: _F) -> _F:
+        """Decorate a function, method or coroutine function: each call gets a fresh scope."""
+        from ._decorate import decorate
+
+        return decorate(wrapped, self.seconds, self._requested, self._exception)
+
+    # -- internals --------------------------------------------------------------------------
+
+    @protected
+    def _begin(self) -> None:
+        if self._state is not _INIT:
+            raise RuntimeError(
+                "this portable_timeout scope was already used; each scope may be used for "
+                "a single 'with' block: call portable_timeout(...) again for a new one"
+            )
+        self._state = _ACTIVE
+        parent = self._parent = _innermost.get()
+        effective = parent._effective_deadline if parent is not None else None
+        if self.seconds is not None:
+            self.deadline = time.monotonic() + self.seconds
+            if effective is None or self.deadline < effective:
+                effective = self.deadline
+        self._effective_deadline = effective
+        self._token = _innermost.set(self)
+
+    @protected
+    def _close(self) -> None:
+        backend = self._backend
+        if backend is not None:
+            backend.disarm(self)
+        token = self._token
+        if token is not None:
+            try:
+                _innermost.reset(token)
+            except (ValueError, RuntimeError):  # left in another context than entered
+                _innermost.set(self._parent)
+
+    @protected
+    def _raise_timeout(self, unwinding: BaseException | None) -> None:
+        exception_class = self._exception
+        if issubclass(exception_class, TaskTimeout):
+            public = exception_class(self.seconds, self.backend)
+        else:
+            public = exception_class(_describe(self.seconds, self.backend))
+        if unwinding is not None:
+            # Keep the traceback down to where the body was interrupted.
+            public = public.with_traceback(unwinding.__traceback__)
+        raise public from None
+
+
+def current_scope() -> TimeoutScope | None:
+    """The innermost active scope of this thread, greenlet or task."""
+    return _innermost.get()

@@ -1,0 +1,58 @@
+"""The private exception a timeout unwinds with, and the code it must never land in.
+
+A timeout travels through the body as `ScopeTimeout`, a `BaseException` that knows its
+scope, so `except Exception:` in user code cannot swallow it. Only the owning scope turns
+it into the public exception. Asynchronous backends (SIGALRM, the watchdog thread) must
+not deliver it while the target is running the library's own enter/exit code: it would
+escape the `with` statement. Such functions are registered here with `@protected`.
+"""
+
+from __future__ import annotations
+
+from types import CodeType, FrameType
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+if TYPE_CHECKING:
+    from ._scope import TimeoutScope
+
+_F = TypeVar("_F", bound=Callable[..., object])
+
+_PROTECTED_CODE: set[CodeType] = set()
+
+
+class ScopeTimeout(BaseException):
+    """Unwinds a timed-out body up to the scope that owns it (never seen outside it)."""
+
+    scope: TimeoutScope
+
+    def __init__(self, scope: TimeoutScope | None = None) -> None:
+        # Injected subclasses (see `injectable`) are raised without arguments and carry
+        # their scope as a class attribute.
+        if scope is not None:
+            self.scope = scope
+        super().__init__()
+
+    def __str__(self) -> str:
+        scope = self.scope
+        return f"timeout of a portable_timeout scope ({scope.seconds:g} s, backend={scope.backend})"
+
+
+def injectable(scope: TimeoutScope) -> type[ScopeTimeout]:
+    """A class to hand to PyThreadState_SetAsyncExc, which raises classes, not instances."""
+    return type("ScopeTimeout", (ScopeTimeout,), {"scope": scope, "__module__": __name__})
+
+
+def protected(func: _F) -> _F:
+    """Mark `func` as library code that a timeout must not interrupt."""
+    _PROTECTED_CODE.add(func.__code__)
+    return func
+
+
+def in_protected_code(frame: FrameType | None) -> bool:
+    """True if any frame on this stack is running the library's enter/exit code."""
+    protected_code = _PROTECTED_CODE
+    while frame is not None:
+        if frame.f_code in protected_code:
+            return True
+        frame = frame.f_back
+    return False

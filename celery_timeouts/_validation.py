@@ -1,0 +1,61 @@
+"""Input checks that fail at decoration or construction time, naming the value and the fix."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+BACKEND_NAMES = ("signal", "thread", "gevent", "eventlet", "asyncio")
+AUTO = "auto"
+
+
+def validate_seconds(seconds: object, origin: str = "seconds") -> float | None:
+    """Return `seconds` as a float, or None for "no limit"; reject everything else."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
+        raise TypeError(
+            f"{origin} must be a number of seconds (int or float) or None for no limit, "
+            f"got {seconds!r} of type {type(seconds).__name__}; "
+            f"pass e.g. portable_timeout(30) or portable_timeout(2.5)"
+        )
+    value = float(seconds)
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(
+            f"{origin} must be finite, got {seconds!r}; use None for no limit"
+        )
+    if value <= 0:
+        raise ValueError(
+            f"{origin} must be greater than 0, got {seconds!r}; "
+            f"use None for no limit"
+        )
+    return value
+
+
+def validate_backend(name: object, origin: str = "backend") -> str:
+    """Return a valid backend name ('auto' or one of BACKEND_NAMES)."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"{origin} must be a string, got {name!r}; "
+            f"valid values: {_valid_list()}"
+        )
+    normalized = name.strip().lower()
+    if normalized != AUTO and normalized not in BACKEND_NAMES:
+        raise ValueError(
+            f"unknown {origin} {name!r}; valid values: {_valid_list()}"
+        )
+    return normalized
+
+
+def validate_exception(exception: object) -> type[BaseException]:
+    """The exception a scope raises on timeout must be an exception class."""
+    if not (isinstance(exception, type) and issubclass(exception, BaseException)):
+        raise TypeError(
+            f"exception must be an exception class such as TaskTimeout or TimeoutError, "
+            f"got {exception!r}"
+        )
+    return exception
+
+
+def _valid_list() -> str:
+    return ", ".join(repr(n) for n in (AUTO, *BACKEND_NAMES))

@@ -1,0 +1,135 @@
+"""Backend registry and selection: `auto` picks by context and says why.
+
+An explicitly requested backend that cannot run here raises `BackendUnavailable`
+naming the backend, the reason and the fix; it never silently switches.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from .._context import eventlet_context, gevent_context, is_main_thread
+from .._validation import AUTO, validate_backend
+from ..exceptions import BackendUnavailable
+from .base import Backend
+
+ENV_VAR = "CELERY_TIMEOUTS_BACKEND"
+
+_instances: dict[str, Backend] = {}
+
+
+class BackendChoice(NamedTuple):
+    """What `auto` picks in the current context, and why."""
+
+    name: str
+    reason: str
+
+
+def get_backend(name: str) -> Backend:
+    """The shared instance of backend `name` (imported lazily)."""
+    backend = _instances.get(name)
+    if backend is None:
+        backend = _instances[name] = _create(name)
+    return backend
+
+
+def _create(name: str) -> Backend:
+    if name == "signal":
+        from .sigalrm import SignalBackend
+
+        return SignalBackend()
+    if name == "thread":
+        from .watchdog import WatchdogBackend
+
+        return WatchdogBackend()
+    if name == "gevent":
+        try:
+            from .gevent_timer import GeventBackend
+        except ImportError as error:
+            raise BackendUnavailable(
+                f"backend='gevent' needs gevent ({error}); pip install 'celery-timeouts[gevent]'"
+            ) from None
+        return GeventBackend()
+    if name == "eventlet":
+        try:
+            from .eventlet_timer import EventletBackend
+        except ImportError as error:
+            raise BackendUnavailable(
+                f"backend='eventlet' needs eventlet ({error}); pip install 'celery-timeouts[eventlet]'"
+            ) from None
+        return EventletBackend()
+    if name == "asyncio":
+        from .asyncio_cancel import AsyncioBackend
+
+        return AsyncioBackend()
+    raise ValueError(validate_backend(name))  # unreachable for validated names
+
+
+def detect_backend(*, coroutine: bool = False) -> BackendChoice:
+    """What `backend='auto'` would use here, and why.
+
+    Order: a coroutine -> asyncio; a gevent greenlet -> gevent; an eventlet green
+    thread -> eventlet; the main thread with SIGALRM -> signal; otherwise -> thread.
+    """
+    if coroutine:
+        return BackendChoice("asyncio", "the timed code is a coroutine")
+    reason = gevent_context()
+    if reason is not None:
+        return BackendChoice("gevent", reason)
+    reason = eventlet_context()
+    if reason is not None:
+        return BackendChoice("eventlet", reason)
+    if is_main_thread():
+        if hasattr(__import__("signal"), "setitimer"):
+            return BackendChoice(
+                "signal", "main thread of the main interpreter: SIGALRM with setitimer"
+            )
+        return BackendChoice("thread", "main thread, but this platform has no setitimer")
+    return BackendChoice(
+        "thread", "not the main thread: SIGALRM cannot reach it, so the watchdog thread"
+    )
+
+
+_env_cache: tuple[str, str] = ("", "")
+
+
+def _env_backend() -> str | None:
+    global _env_cache
+    raw = os.environ.get(ENV_VAR)
+    if not raw:
+        return None
+    if _env_cache[0] != raw:
+        _env_cache = (raw, validate_backend(raw, origin=f"environment variable {ENV_VAR}"))
+    return _env_cache[1]
+
+
+def resolve(requested: str, *, coroutine: bool = False) -> Backend:
+    """The backend to use for a scope entered now; raises BackendUnavailable."""
+    if requested == AUTO:
+        if coroutine:
+            requested = "asyncio"
+        else:
+            requested = _env_backend() or detect_backend().name
+    if coroutine != (requested == "asyncio"):
+        raise BackendUnavailable(_mismatch(requested, coroutine))
+    backend = get_backend(requested)
+    reason = backend.unavailable_reason()
+    if reason is not None:
+        raise BackendUnavailable(f"backend={requested!r} cannot run here: {reason}")
+    return backend
+
+
+def _mismatch(requested: str, coroutine: bool) -> str:
+    if coroutine:
+        return (
+            f"backend={requested!r} cannot time a coroutine: it would interrupt whatever "
+            f"task the event loop runs at the deadline; use backend='asyncio' or 'auto'"
+        )
+    return (
+        "backend='asyncio' times coroutines only; use 'async with portable_timeout(...)' "
+        "or decorate an 'async def' function, or pick backend='auto'"
+    )
+
+
+__all__ = ["Backend", "BackendChoice", "ENV_VAR", "detect_backend", "get_backend", "resolve"]

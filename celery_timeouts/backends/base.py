@@ -1,0 +1,44 @@
+"""The one small protocol every backend implements."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from .._scope import TimeoutScope
+
+
+class Backend:
+    """How a scope's deadline is enforced in one kind of execution context.
+
+    A backend answers "can I run here, and if not why" and arms/disarms a scope.
+    `disarm` is the hard part: when it returns, nothing the backend scheduled for that
+    scope may still land in the thread, greenlet or task.
+    """
+
+    name: ClassVar[str]
+
+    def unavailable_reason(self) -> str | None:
+        """None if this backend can time code running here, else why not and the fix."""
+        raise NotImplementedError
+
+    def arm(self, scope: TimeoutScope) -> None:
+        """Start enforcing `scope.deadline` on the current thread, greenlet or task."""
+        raise NotImplementedError
+
+    def disarm(self, scope: TimeoutScope) -> None:
+        """Stop enforcing `scope`; afterwards nothing of it may be delivered."""
+        raise NotImplementedError
+
+    def claim(self, scope: TimeoutScope) -> None:
+        """The body raises the timeout itself (`check()`): deliver nothing more for it.
+
+        Backends whose timer runs in another OS thread override this to take their lock
+        and withdraw a delivery already under way.
+        """
+        scope._fired = True
+
+    def sleep(self, seconds: float) -> None:
+        """Block for `seconds`; the armed timer interrupts it at the deadline."""
+        time.sleep(seconds)

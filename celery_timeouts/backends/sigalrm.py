@@ -1,0 +1,180 @@
+"""SIGALRM + `setitimer(ITIMER_REAL)`: the precise backend for the main thread.
+
+One itimer serves every nested scope: it is armed for the earliest deadline. The
+handler is installed once; when it displaced the default disposition it stays between
+scopes and behaves exactly like the default for any SIGALRM that is not ours. A handler
+or a pending alarm/itimer that the user had before the outermost scope is put back as
+it was when that scope exits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from .._context import signal_unavailable_reason
+from .._unwind import ScopeTimeout, in_protected_code, protected
+from .base import Backend
+
+if TYPE_CHECKING:
+    from .._scope import TimeoutScope
+
+_NOTHING: Any = object()
+_MIN_DELAY = 1e-6  # setitimer(…, 0) would disarm instead of firing at once
+_RETRY_DELAY = 0.0005  # when the signal lands in library code, try again shortly
+
+
+class SignalBackend(Backend):
+    name = "signal"
+
+    def __init__(self) -> None:
+        self._active: list[TimeoutScope] = []
+        self._armed_for = 0.0  # absolute deadline the itimer is set for; 0 when idle
+        self._handler = self._on_sigalrm  # one bound method, so identity checks work
+        self._restore_handler: Any = _NOTHING  # user's handler, put back at the outermost exit
+        self._displaced_default: Any = signal.SIG_DFL
+        self._user_timer: tuple[float, float] | None = None  # (deadline, interval)
+        self._flushing = False
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def unavailable_reason(self) -> str | None:
+        return signal_unavailable_reason()
+
+    @protected
+    def arm(self, scope: TimeoutScope) -> None:
+        active = self._active
+        active.append(scope)
+        if len(active) == 1:
+            self._enter_outermost(scope)
+        elif scope.deadline < self._armed_for:
+            self._set_timer(scope.deadline)
+
+    @protected
+    def disarm(self, scope: TimeoutScope) -> None:
+        active = self._active
+        if active and active[-1] is scope:
+            active.pop()
+        else:  # scopes left out of order (generators, threads of control switching)
+            for index, candidate in enumerate(active):
+                if candidate is scope:
+                    del active[index]
+                    break
+        if not active:
+            self._leave_outermost()
+        elif scope.deadline <= self._armed_for:
+            self._rearm()
+
+    @protected
+    def _enter_outermost(self, scope: TimeoutScope) -> None:
+        current = signal.getsignal(signal.SIGALRM)
+        if current is not self._handler:
+            if current is signal.SIG_DFL or current is None:
+                # Nothing of the user's to restore: our handler stays installed and
+                # acts as the default for any SIGALRM outside a scope.
+                self._displaced_default = current
+            else:
+                self._restore_handler = current
+            signal.signal(signal.SIGALRM, self._handler)
+        old_delay, old_interval = signal.setitimer(
+            signal.ITIMER_REAL, max(scope.deadline - time.monotonic(), _MIN_DELAY)
+        )
+        self._armed_for = scope.deadline
+        if old_delay > 0:
+            user_deadline = time.monotonic() + old_delay
+            self._user_timer = (user_deadline, old_interval)
+            if user_deadline < scope.deadline:
+                self._set_timer(user_deadline)
+
+    @protected
+    def _leave_outermost(self) -> None:
+        self._flushing = True
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        self._armed_for = 0.0
+        _checkpoint()  # a SIGALRM that fired just now is handled here, as "ours"
+        self._flushing = False
+        if self._restore_handler is not _NOTHING:
+            if signal.getsignal(signal.SIGALRM) is self._handler:
+                signal.signal(signal.SIGALRM, self._restore_handler)
+            self._restore_handler = _NOTHING
+        user = self._user_timer
+        if user is not None:
+            self._user_timer = None
+            remaining = user[0] - time.monotonic()
+            signal.setitimer(signal.ITIMER_REAL, max(remaining, _MIN_DELAY), user[1])
+
+    def _set_timer(self, deadline: float) -> None:
+        signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), _MIN_DELAY))
+        self._armed_for = deadline
+
+    def _rearm(self) -> None:
+        """Arm the itimer for the earliest pending deadline (ours or the user's)."""
+        pending = [s.deadline for s in self._active if not s._fired]
+        if self._user_timer is not None:
+            pending.append(self._user_timer[0])
+        if pending:
+            self._set_timer(min(pending))
+        else:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            self._armed_for = 0.0
+
+    def _on_sigalrm(self, signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if not self._active:
+            if not self._flushing:
+                self._act_as_displaced(signum, frame)
+            return
+        user = self._user_timer
+        if user is not None and user[0] <= now:
+            self._fire_user_timer(signum, frame, user)
+        due = [s for s in self._active if not s._fired and s.deadline <= now]
+        if not due:
+            self._rearm()  # early, or the user's timer: wait for the next deadline
+            return
+        if in_protected_code(frame):
+            self._set_timer(now + _RETRY_DELAY)
+            return
+        target = min(due, key=_deadline_of)
+        target._fired = True
+        self._rearm()
+        raise ScopeTimeout(target)
+
+    def _fire_user_timer(
+        self, signum: int, frame: FrameType | None, user: tuple[float, float]
+    ) -> None:
+        deadline, interval = user
+        self._user_timer = (deadline + interval, interval) if interval > 0 else None
+        try:
+            handler = self._restore_handler
+            if handler is _NOTHING:
+                self._act_as_displaced(signum, frame)
+            elif callable(handler):
+                handler(signum, frame)
+        finally:
+            self._rearm()
+
+    def _act_as_displaced(self, signum: int, frame: FrameType | None) -> None:
+        """What SIGALRM would have done had we never installed our handler."""
+        if self._displaced_default is signal.SIG_IGN:
+            return
+        # The default disposition terminates the process: do exactly that.
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGALRM)
+
+    def _after_fork_in_child(self) -> None:
+        # itimers are not inherited by a forked child; scopes still open in the forking
+        # thread must keep their deadlines there.
+        self._armed_for = 0.0
+        if self._active or self._user_timer is not None:
+            self._rearm()
+
+
+def _deadline_of(scope: TimeoutScope) -> float:
+    return scope.deadline
+
+
+def _checkpoint() -> None:
+    """Calling a Python function lets the interpreter run pending signal handlers."""

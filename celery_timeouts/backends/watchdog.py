@@ -1,0 +1,190 @@
+"""One shared watchdog thread that raises the timeout inside the timed-out thread.
+
+A heap of deadlines and a single daemon thread per process, whatever the number of
+scopes: no thread and no timer per call. At a deadline the watchdog raises the scope's
+`ScopeTimeout` in the owning thread with `PyThreadState_SetAsyncExc`. Uses no signals,
+so it works in any thread and on any platform.
+
+An asynchronous exception lands at the target's next "eval breaker" check, which is not
+always where the target was when it was scheduled. It must never land in the library's
+own `__enter__`/`__exit__` (it would escape the `with` statement), so the watchdog only
+injects when the target is at an instruction that checks right away (a call, a backward
+jump, a function entry) and no library enter/exit code is on its stack; otherwise it
+retries a moment later. `disarm` withdraws an injection that has not landed yet.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dis
+import heapq
+import itertools
+import os
+import sys
+import threading
+import time
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from .._context import native_thread_id
+from .._unwind import in_protected_code, injectable, protected
+from .base import Backend
+
+if TYPE_CHECKING:
+    from .._scope import TimeoutScope
+
+# Our own prototypes: setting argtypes on ctypes.pythonapi's shared function object would
+# change it for every other library in the process. The clearing variant passes NULL.
+_set_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)(
+    ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
+)
+_clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
+    ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
+)
+
+# Instructions after which (or at which) CPython checks for pending asynchronous
+# exceptions before running any other instruction of the thread.
+_SAFE_LANDING_OPS = frozenset(
+    dis.opmap[name]
+    for name in (
+        "CALL", "CALL_KW", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_FUNCTION_EX",
+        "CALL_METHOD", "PRECALL", "JUMP_BACKWARD", "JUMP_ABSOLUTE", "RESUME",
+    )
+    if name in dis.opmap
+)
+_RETRY_DELAYS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+_COMPACT_MIN = 256  # rebuild the heap once this many entries are cancelled...
+
+
+class WatchdogBackend(Backend):
+    name = "thread"
+
+    def __init__(self) -> None:
+        self._init_state()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._heap: list[tuple[float, int, TimeoutScope]] = []
+        self._sequence = itertools.count()
+        self._cancelled = 0
+        self._pending: dict[int, TimeoutScope] = {}  # thread id -> injected, maybe not landed
+        self._thread: threading.Thread | None = None
+
+    def unavailable_reason(self) -> str | None:
+        return None
+
+    @protected
+    def arm(self, scope: TimeoutScope) -> None:
+        scope._thread_id = native_thread_id()
+        scope._armed = True
+        entry = (scope.deadline, next(self._sequence), scope)
+        with self._lock:
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._start_thread()
+            elif self._heap[0] is entry:
+                self._wakeup.notify()
+
+    @protected
+    def disarm(self, scope: TimeoutScope) -> None:
+        with self._lock:
+            scope._armed = False
+            thread_id = scope._thread_id
+            if self._pending.get(thread_id) is scope:
+                del self._pending[thread_id]
+                _clear_async_exc(thread_id, None)  # withdraw it if it has not landed
+            self._cancelled += 1
+            if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(self._heap):
+                self._compact()
+
+    @protected
+    def claim(self, scope: TimeoutScope) -> None:
+        with self._lock:
+            scope._fired = True
+            thread_id = scope._thread_id
+            if self._pending.get(thread_id) is scope:
+                del self._pending[thread_id]
+                _clear_async_exc(thread_id, None)
+
+    def _compact(self) -> None:
+        self._heap = [entry for entry in self._heap if entry[2]._armed]
+        heapq.heapify(self._heap)
+        self._cancelled = 0
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(
+            target=self._run, name="celery-timeouts-watchdog", daemon=True
+        )
+        self._thread = thread
+        thread.start()
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                heap = self._heap  # _compact replaces the list
+                while heap and not heap[0][2]._armed:
+                    heapq.heappop(heap)
+                    if self._cancelled:
+                        self._cancelled -= 1
+                if not heap:
+                    self._wakeup.wait()
+                    continue
+                delay = heap[0][0] - time.monotonic()
+                if delay > 0:
+                    self._wakeup.wait(delay)
+                    continue
+                _, _, scope = heapq.heappop(heap)
+                if scope._fired:
+                    continue
+                if not self._try_fire(scope):
+                    scope._fire_attempts += 1
+                    retry = _RETRY_DELAYS[min(scope._fire_attempts, len(_RETRY_DELAYS)) - 1]
+                    heapq.heappush(heap, (time.monotonic() + retry, next(self._sequence), scope))
+
+    def _try_fire(self, scope: TimeoutScope) -> bool:
+        """Inject the timeout into the scope's thread if it can only land in the body."""
+        thread_id = scope._thread_id
+        if thread_id in self._pending:
+            return False
+        frame = sys._current_frames().get(thread_id)
+        if frame is None:  # the thread is gone
+            scope._armed = False
+            return True
+        if not _lands_in_body(frame):
+            return False
+        position = (frame, frame.f_lasti)
+        _set_async_exc(thread_id, injectable(scope))
+        # If the target moved while we were deciding, take it back and try again.
+        frame_now = sys._current_frames().get(thread_id)
+        if frame_now is None or (frame_now, frame_now.f_lasti) != position:
+            _clear_async_exc(thread_id, None)
+            return False
+        self._pending[thread_id] = scope
+        scope._fired = True
+        return True
+
+    def _after_fork_in_child(self) -> None:
+        # Only the forking thread survives; keep its scopes, drop the rest.
+        me = native_thread_id()
+        survivors = [entry[2] for entry in self._heap if entry[2]._armed]
+        self._init_state()
+        for scope in survivors:
+            if scope._thread_id == me:
+                self._heap.append((scope.deadline, next(self._sequence), scope))
+            else:
+                scope._armed = False
+        heapq.heapify(self._heap)
+        if self._heap:
+            self._start_thread()
+
+
+def _lands_in_body(frame: FrameType) -> bool:
+    """Would an exception injected now surface in user code rather than ours?"""
+    code = frame.f_code.co_code
+    lasti = frame.f_lasti
+    if lasti < 0 or code[lasti] not in _SAFE_LANDING_OPS:
+        return False
+    return not in_protected_code(frame)

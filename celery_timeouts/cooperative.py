@@ -1,0 +1,91 @@
+"""Cooperative helpers for code an asynchronous timeout cannot reach.
+
+A thread blocked in C (a socket read, `time.sleep`, a lock) only sees an injected
+exception once it is back in Python. Long loops and waits can poll instead: all three
+helpers act on the innermost active scope of the current thread, greenlet or task.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from ._scope import TimeoutScope, current_scope
+from ._unwind import ScopeTimeout
+
+
+def remaining() -> float | None:
+    """Seconds left before the nearest enclosing deadline; None outside any scope."""
+    scope = current_scope()
+    if scope is None or scope._effective_deadline is None:
+        return None
+    return max(scope._effective_deadline - time.monotonic(), 0.0)
+
+
+def check() -> None:
+    """Raise the timeout now if an enclosing scope's deadline has passed.
+
+    The scope whose deadline passed first receives it and raises its public exception
+    (`TaskTimeout` by default) as it exits.
+    """
+    scope = current_scope()
+    if scope is None:
+        return
+    deadline = scope._effective_deadline
+    if deadline is None:
+        return
+    now = time.monotonic()
+    if now < deadline:
+        return
+    owner = _earliest_expired(scope, now)
+    if owner._backend is not None:
+        owner._backend.claim(owner)  # the backend must not deliver it a second time
+    raise ScopeTimeout(owner)
+
+
+def sleep(seconds: float) -> None:
+    """Sleep like `time.sleep`, but raise the timeout as soon as the deadline comes.
+
+    Works in every backend, including a worker thread, where a plain `time.sleep`
+    cannot be interrupted before it returns.
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"sleep() takes a number of seconds, got {seconds!r}")
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"sleep() takes a non-negative number of seconds, got {seconds!r}")
+    end = time.monotonic() + seconds
+    while True:
+        check()
+        scope = current_scope()
+        now = time.monotonic()
+        if now >= end:
+            return
+        chunk = end - now
+        if scope is not None and scope._effective_deadline is not None:
+            chunk = min(chunk, max(scope._effective_deadline - now, 0.0))
+        backend = _nearest_backend(scope)
+        if backend is None:
+            time.sleep(chunk)
+        else:
+            backend.sleep(chunk)
+
+
+def _earliest_expired(scope: TimeoutScope, now: float) -> TimeoutScope:
+    """The enclosing scope whose deadline passed first (one exists: the caller checked)."""
+    best = scope
+    best_deadline = math.inf
+    node: TimeoutScope | None = scope
+    while node is not None:
+        deadline = node.deadline
+        if deadline is not None and deadline <= now and deadline < best_deadline:
+            best, best_deadline = node, deadline
+        node = node._parent
+    return best
+
+
+def _nearest_backend(scope: TimeoutScope | None) -> object:
+    while scope is not None:
+        if scope._backend is not None:
+            return scope._backend
+        scope = scope._parent
+    return None

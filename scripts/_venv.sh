@@ -1,0 +1,17 @@
+# Sourced by scripts/*: make (or reuse) a virtualenv with the package and all extras.
+# PYTHON picks the interpreter (default: python3); VENV the folder (default: .venv).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+stamp="$VENV/.installed-$(cksum < pyproject.toml | cut -d' ' -f1)"
+if [ ! -f "$stamp" ]; then
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e ".[celery,gevent,eventlet,test${EXTRA_EXTRAS:-}]"
+  touch "$stamp"
+fi
+py="$root/$VENV/bin/python"
