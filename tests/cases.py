@@ -1,0 +1,260 @@
+"""The conformance cases every synchronous backend must pass.
+
+Each case is a plain function run in the context under test: the main thread
+(signal), a worker thread (thread), a gevent greenlet, an eventlet green thread. The
+green contexts run them in a monkey-patched subprocess (tests/green_runner.py), so the
+cases import nothing but the library and use `spin()` as their body: a loop of short
+sleeps, which every backend can interrupt (greenlets only where they yield).
+
+Timing bounds are loose on purpose: CI machines stall, and a timeout that fires a
+few hundred milliseconds late is still a timeout. What must never happen is the
+opposite: no timeout, or an exception outside its scope.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+
+from celery_timeouts import (
+    TaskTimeout,
+    check,
+    current_scope,
+    portable_timeout,
+    remaining,
+    sleep,
+)
+
+SLACK = 1.0  # seconds a timeout may be late on a loaded machine
+
+
+def spin(seconds: float) -> None:
+    """Work that lasts `seconds` and yields often (greenlets can be interrupted in it)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.0005)
+
+
+def _timed(body, *args):
+    started = time.monotonic()
+    try:
+        result = body(*args)
+    except BaseException as error:
+        return error, time.monotonic() - started
+    return result, time.monotonic() - started
+
+
+def case_fires(expected_backend: str) -> None:
+    with_scope = {}
+
+    def body():
+        with portable_timeout(0.1) as scope:
+            with_scope["scope"] = scope
+            spin(10)
+
+    error, elapsed = _timed(body)
+    assert isinstance(error, TaskTimeout), repr(error)
+    assert isinstance(error, TimeoutError)
+    assert 0.09 <= elapsed < 0.1 + SLACK, elapsed
+    scope = with_scope["scope"]
+    assert scope.fired and scope.backend == expected_backend, scope
+    assert str(error) == f"exceeded 0.1 s timeout (backend={expected_backend})"
+
+
+def case_no_fire_returns_value(expected_backend: str) -> None:
+    with portable_timeout(5) as scope:
+        value = 42
+    assert value == 42 and not scope.fired and scope.backend == expected_backend
+    spin(0.05)  # nothing armed is left behind
+
+
+def case_except_exception_cannot_swallow(expected_backend: str) -> None:
+    swallowed = []
+
+    def body():
+        with portable_timeout(0.1):
+            try:
+                spin(10)
+            except Exception as error:  # the timeout is not an Exception
+                swallowed.append(error)
+
+    error, _ = _timed(body)
+    assert isinstance(error, TaskTimeout) and not swallowed, (error, swallowed)
+
+
+def case_finally_runs(expected_backend: str) -> None:
+    cleaned = []
+
+    def body():
+        with portable_timeout(0.1):
+            try:
+                spin(10)
+            finally:
+                cleaned.append(True)
+
+    error, _ = _timed(body)
+    assert isinstance(error, TaskTimeout) and cleaned == [True]
+
+
+def case_swallowed_timeout_still_raises(expected_backend: str) -> None:
+    def body():
+        with portable_timeout(0.1):
+            try:
+                spin(10)
+            except BaseException:
+                pass  # user code that eats everything
+            return "partial result"
+
+    error, elapsed = _timed(body)
+    assert isinstance(error, TaskTimeout), error
+    assert elapsed < 0.1 + SLACK
+
+
+def case_nested_inner_first(expected_backend: str) -> None:
+    events = []
+
+    def body():
+        with portable_timeout(0.6) as outer:
+            try:
+                with portable_timeout(0.1) as inner:
+                    spin(10)
+            except TaskTimeout:
+                events.append(("inner", inner.fired, outer.fired))
+            spin(10)  # the outer deadline is still armed
+        events.append("not reached")
+
+    error, elapsed = _timed(body)
+    assert isinstance(error, TaskTimeout) and "0.6 s" in str(error), error
+    assert events == [("inner", True, False)], events
+    assert 0.55 <= elapsed < 0.6 + SLACK, elapsed
+
+
+def case_nested_outer_first(expected_backend: str) -> None:
+    seen = {}
+
+    def body():
+        with portable_timeout(0.1) as outer:
+            seen["outer"] = outer
+            with portable_timeout(5) as inner:
+                seen["inner"] = inner
+                spin(10)
+
+    error, elapsed = _timed(body)
+    assert isinstance(error, TaskTimeout) and "0.1 s" in str(error), error
+    assert seen["outer"].fired and not seen["inner"].fired
+    assert elapsed < 0.1 + SLACK
+
+
+def case_inner_exit_keeps_outer_armed(expected_backend: str) -> None:
+    def body():
+        with portable_timeout(0.3):
+            for _ in range(5):
+                with portable_timeout(5):
+                    spin(0.01)
+            spin(10)
+
+    error, elapsed = _timed(body)
+    assert isinstance(error, TaskTimeout) and 0.28 <= elapsed < 0.3 + SLACK, (error, elapsed)
+
+
+def case_custom_exception(expected_backend: str) -> None:
+    class Slow(Exception):
+        pass
+
+    def body():
+        with portable_timeout(0.1, exception=Slow):
+            spin(10)
+
+    error, _ = _timed(body)
+    assert type(error) is Slow and "exceeded 0.1 s timeout" in str(error), repr(error)
+
+
+def case_decorator_kinds(expected_backend: str) -> None:
+    class Worker:
+        factor = 3
+
+        @portable_timeout(5)
+        def method(self, x: int, *, y: int = 1) -> int:
+            """Multiply."""
+            return x * y * self.factor
+
+        @portable_timeout(5)
+        @classmethod
+        def klass(cls, x: int) -> int:
+            return x * cls.factor
+
+        @portable_timeout(5)
+        @staticmethod
+        def static(x: int) -> int:
+            return x + 1
+
+        @portable_timeout(0.1)
+        def slow(self) -> None:
+            spin(10)
+
+    worker = Worker()
+    assert worker.method(2, y=2) == 12
+    assert Worker.klass(2) == 6 and worker.klass(2) == 6
+    assert Worker.static(2) == 3 and worker.static(2) == 3
+    assert Worker.method.__name__ == "method" and Worker.method.__doc__ == "Multiply."
+    signature = inspect.signature(Worker.method)
+    assert list(signature.parameters) == ["self", "x", "y"], signature
+    assert signature == inspect.signature(Worker.method.__wrapped__)
+    assert Worker.__dict__["method"].__wrapped__.__name__ == "method"
+    error, _ = _timed(worker.slow)
+    assert isinstance(error, TaskTimeout)
+    error, _ = _timed(worker.slow)  # every call gets a fresh scope
+    assert isinstance(error, TaskTimeout)
+
+
+def case_cooperative_helpers(expected_backend: str) -> None:
+    assert remaining() is None and current_scope() is None
+    check()  # no scope: nothing to do
+    with portable_timeout(0.3) as scope:
+        left = remaining()
+        assert left is not None and 0.2 < left <= 0.3
+        assert current_scope() is scope
+        with portable_timeout(None):
+            assert remaining() is not None and remaining() <= left  # type: ignore[operator]
+
+    def body():
+        with portable_timeout(0.1):
+            sleep(10)  # returns early by raising
+
+    error, elapsed = _timed(body)
+    assert isinstance(error, TaskTimeout) and elapsed < 0.1 + SLACK, (error, elapsed)
+    assert remaining() is None
+
+
+def case_reuse_is_refused(expected_backend: str) -> None:
+    scope = portable_timeout(5)
+    with scope:
+        pass
+    try:
+        with scope:
+            pass
+    except RuntimeError as error:
+        assert "single 'with' block" in str(error)
+    else:
+        raise AssertionError("a scope was entered twice")
+
+
+def case_no_limit(expected_backend: str) -> None:
+    with portable_timeout(None) as scope:
+        spin(0.05)
+    assert not scope.fired and scope.deadline is None and scope.backend is None
+
+
+def case_nothing_leaks_after_many_timeouts(expected_backend: str) -> None:
+    fired = 0
+    for _ in range(20):
+        try:
+            with portable_timeout(0.01):
+                spin(1)
+        except TaskTimeout:
+            fired += 1
+    assert fired == 20
+    spin(0.1)  # a stray timeout would surface here
+
+
+CASES = {name: func for name, func in sorted(globals().items()) if name.startswith("case_")}
