@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 _original_get_ident: Callable[[], int] | None = None
 
@@ -31,9 +31,10 @@ def _find_original_get_ident() -> Callable[[], int]:
     eventlet_patcher = sys.modules.get("eventlet.patcher")
     if eventlet_patcher is not None:
         get_ident = eventlet_patcher.original("_thread").get_ident
-    if get_ident is _thread.get_ident and "gevent" not in sys.modules and "eventlet" not in sys.modules:
+    unpatchable = "gevent" not in sys.modules and "eventlet" not in sys.modules
+    if get_ident is _thread.get_ident and unpatchable:
         _original_get_ident = get_ident  # final: nothing can have patched it
-    return get_ident  # type: ignore[no-any-return]
+    return get_ident
 
 
 def is_main_thread() -> bool:
@@ -56,9 +57,9 @@ def gevent_context() -> str | None:
     if isinstance(current, gevent.Greenlet):
         return "running in a gevent Greenlet"
     monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("threading"):
-        if hub is not None or native_thread_id() == threading.main_thread().ident:
-            return "running in a greenlet of a gevent-monkey-patched process"
+    patched = monkey is not None and monkey.is_module_patched("threading")
+    if patched and (hub is not None or native_thread_id() == threading.main_thread().ident):
+        return "running in a greenlet of a gevent-monkey-patched process"
     return None
 
 

@@ -8,7 +8,8 @@ creates it.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import wrapt
 
@@ -39,7 +40,7 @@ def decorate(
             async with scope(seconds, backend, exception):
                 return await call(*args, **kwargs)
 
-        return timed_coroutine(wrapped)  # type: ignore[no-any-return]
+        return cast(_F, timed_coroutine(wrapped))
 
     if backend == "asyncio":
         raise BackendUnavailable(_mismatch(backend, coroutine=False))
@@ -51,4 +52,4 @@ def decorate(
         with scope(seconds, backend, exception):
             return call(*args, **kwargs)
 
-    return timed(wrapped)  # type: ignore[no-any-return]
+    return cast(_F, timed(wrapped))

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
-from typing import Any, Callable, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ._unwind import ScopeTimeout, protected
 from ._validation import validate_backend, validate_exception, validate_seconds
@@ -40,11 +41,34 @@ class TimeoutScope:
     """A deadline for one block of code. Create it with `portable_timeout(...)`."""
 
     __slots__ = (
-        "seconds", "deadline", "backend", "_requested", "_exception", "_backend",
-        "_state", "_fired", "_parent", "_token", "_effective_deadline", "_handle",
-        "_thread_id", "_armed", "_fire_attempts", "_task", "_cancelling", "_cancel_sent",
         "__weakref__",
+        "_armed",
+        "_backend",
+        "_cancel_sent",
+        "_cancelling",
+        "_deadline",
+        "_effective_deadline",
+        "_exception",
+        "_fire_attempts",
+        "_fired",
+        "_handle",
+        "_parent",
+        "_requested",
+        "_state",
+        "_task",
+        "_thread_id",
+        "_token",
+        "backend",
+        "deadline",
+        "seconds",
     )
+
+    # Set by backends while the scope is armed.
+    _deadline: float  # as `deadline`, for backends: only read once a limit is armed
+    _handle: Any  # the backend's timer
+    _thread_id: int
+    _task: Any  # asyncio.Task
+    _cancelling: int
 
     def __init__(
         self,
@@ -129,7 +153,7 @@ class TimeoutScope:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
-    ) -> bool:
+    ) -> Literal[False]:
         try:
             self._close()
         finally:
@@ -160,7 +184,7 @@ class TimeoutScope:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
-    ) -> bool:
+    ) -> Literal[False]:
         try:
             self._close()
         finally:
@@ -200,9 +224,9 @@ class TimeoutScope:
         parent = self._parent = _innermost.get()
         effective = parent._effective_deadline if parent is not None else None
         if self.seconds is not None:
-            self.deadline = time.monotonic() + self.seconds
-            if effective is None or self.deadline < effective:
-                effective = self.deadline
+            self.deadline = self._deadline = time.monotonic() + self.seconds
+            if effective is None or self._deadline < effective:
+                effective = self._deadline
         self._effective_deadline = effective
         self._token = _innermost.set(self)
 
@@ -221,6 +245,7 @@ class TimeoutScope:
     @protected
     def _raise_timeout(self, unwinding: BaseException | None) -> None:
         exception_class = self._exception
+        public: BaseException
         if issubclass(exception_class, TaskTimeout):
             public = exception_class(self.seconds, self.backend)
         else:

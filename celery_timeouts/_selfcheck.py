@@ -99,13 +99,14 @@ def _in_green(library: str) -> dict[str, Any]:
             "seconds": round(time.monotonic() - started, 3),
         }
 
-    result: dict[str, Any] = join(spawn(work))
+    result: dict[str, Any] = join(spawn(work))  # type: ignore[no-untyped-call]
     return result
 
 
 def _green_subprocess(library: str) -> dict[str, Any]:
     if importlib.util.find_spec(library) is None:
-        return {"backend": library, "outcome": f"not installed: pip install celery-timeouts[{library}]"}
+        hint = f"not installed: pip install celery-timeouts[{library}]"
+        return {"backend": library, "outcome": hint}
     completed = subprocess.run(
         [sys.executable, "-m", "celery_timeouts._selfcheck", library],
         capture_output=True, text=True, timeout=60, check=False,

@@ -9,8 +9,9 @@ escape the `with` statement. Such functions are registered here with `@protected
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from ._scope import TimeoutScope

@@ -12,6 +12,7 @@ import time
 
 from ._scope import TimeoutScope, current_scope
 from ._unwind import ScopeTimeout
+from .backends.base import Backend
 
 
 def remaining() -> float | None:
@@ -83,7 +84,7 @@ def _earliest_expired(scope: TimeoutScope, now: float) -> TimeoutScope:
     return best
 
 
-def _nearest_backend(scope: TimeoutScope | None) -> object:
+def _nearest_backend(scope: TimeoutScope | None) -> Backend | None:
     while scope is not None:
         if scope._backend is not None:
             return scope._backend

@@ -48,7 +48,8 @@ def _create(name: str) -> Backend:
             from .gevent_timer import GeventBackend
         except ImportError as error:
             raise BackendUnavailable(
-                f"backend='gevent' needs gevent ({error}); pip install 'celery-timeouts[gevent]'"
+                f"backend='gevent' needs gevent ({error}); "
+                f"pip install 'celery-timeouts[gevent]'"
             ) from None
         return GeventBackend()
     if name == "eventlet":
@@ -56,7 +57,8 @@ def _create(name: str) -> Backend:
             from .eventlet_timer import EventletBackend
         except ImportError as error:
             raise BackendUnavailable(
-                f"backend='eventlet' needs eventlet ({error}); pip install 'celery-timeouts[eventlet]'"
+                f"backend='eventlet' needs eventlet ({error}); "
+                f"pip install 'celery-timeouts[eventlet]'"
             ) from None
         return EventletBackend()
     if name == "asyncio":
@@ -107,10 +109,7 @@ def _env_backend() -> str | None:
 def resolve(requested: str, *, coroutine: bool = False) -> Backend:
     """The backend to use for a scope entered now; raises BackendUnavailable."""
     if requested == AUTO:
-        if coroutine:
-            requested = "asyncio"
-        else:
-            requested = _env_backend() or detect_backend().name
+        requested = "asyncio" if coroutine else (_env_backend() or detect_backend().name)
     if coroutine != (requested == "asyncio"):
         raise BackendUnavailable(_mismatch(requested, coroutine))
     backend = get_backend(requested)
@@ -132,4 +131,4 @@ def _mismatch(requested: str, coroutine: bool) -> str:
     )
 
 
-__all__ = ["Backend", "BackendChoice", "ENV_VAR", "detect_backend", "get_backend", "resolve"]
+__all__ = ["ENV_VAR", "Backend", "BackendChoice", "detect_backend", "get_backend", "resolve"]

@@ -38,9 +38,10 @@ class AsyncioBackend(Backend):
     def arm(self, scope: TimeoutScope) -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
+        assert task is not None  # unavailable_reason() checked it
         scope._task = task
-        scope._cancelling = task.cancelling() if hasattr(task, "cancelling") else 0  # type: ignore[union-attr]
-        when = loop.time() + (scope.deadline - time.monotonic())
+        scope._cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
+        when = loop.time() + (scope._deadline - time.monotonic())
         scope._handle = loop.call_at(when, _cancel_task, scope)
 
     @protected

@@ -39,7 +39,7 @@ class EventletBackend(Backend):
 
     @protected
     def arm(self, scope: TimeoutScope) -> None:
-        delay = max(scope.deadline - time.monotonic(), 0.0)
+        delay = max(scope._deadline - time.monotonic(), 0.0)
         scope._handle = self._get_hub().schedule_call_global(
             delay, _throw, scope, self._getcurrent()
         )

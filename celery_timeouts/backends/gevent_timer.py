@@ -39,7 +39,7 @@ class GeventBackend(Backend):
 
     @protected
     def arm(self, scope: TimeoutScope) -> None:
-        timer = self._get_hub().loop.timer(max(scope.deadline - time.monotonic(), 0.0))
+        timer = self._get_hub().loop.timer(max(scope._deadline - time.monotonic(), 0.0))
         timer.start(_throw, scope, self._getcurrent(), update=True)
         scope._handle = timer
 

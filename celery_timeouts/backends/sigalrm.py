@@ -50,8 +50,8 @@ class SignalBackend(Backend):
         active.append(scope)
         if len(active) == 1:
             self._enter_outermost(scope)
-        elif scope.deadline < self._armed_for:
-            self._set_timer(scope.deadline)
+        elif scope._deadline < self._armed_for:
+            self._set_timer(scope._deadline)
 
     @protected
     def disarm(self, scope: TimeoutScope) -> None:
@@ -65,7 +65,7 @@ class SignalBackend(Backend):
                     break
         if not active:
             self._leave_outermost()
-        elif scope.deadline <= self._armed_for:
+        elif scope._deadline <= self._armed_for:
             self._rearm()
 
     @protected
@@ -80,13 +80,13 @@ class SignalBackend(Backend):
                 self._restore_handler = current
             signal.signal(signal.SIGALRM, self._handler)
         old_delay, old_interval = signal.setitimer(
-            signal.ITIMER_REAL, max(scope.deadline - time.monotonic(), _MIN_DELAY)
+            signal.ITIMER_REAL, max(scope._deadline - time.monotonic(), _MIN_DELAY)
         )
-        self._armed_for = scope.deadline
+        self._armed_for = scope._deadline
         if old_delay > 0:
             user_deadline = time.monotonic() + old_delay
             self._user_timer = (user_deadline, old_interval)
-            if user_deadline < scope.deadline:
+            if user_deadline < scope._deadline:
                 self._set_timer(user_deadline)
 
     @protected
@@ -112,7 +112,7 @@ class SignalBackend(Backend):
 
     def _rearm(self) -> None:
         """Arm the itimer for the earliest pending deadline (ours or the user's)."""
-        pending = [s.deadline for s in self._active if not s._fired]
+        pending = [s._deadline for s in self._active if not s._fired]
         if self._user_timer is not None:
             pending.append(self._user_timer[0])
         if pending:
@@ -130,7 +130,7 @@ class SignalBackend(Backend):
         user = self._user_timer
         if user is not None and user[0] <= now:
             self._fire_user_timer(signum, frame, user)
-        due = [s for s in self._active if not s._fired and s.deadline <= now]
+        due = [s for s in self._active if not s._fired and s._deadline <= now]
         if not due:
             self._rearm()  # early, or the user's timer: wait for the next deadline
             return
@@ -173,7 +173,7 @@ class SignalBackend(Backend):
 
 
 def _deadline_of(scope: TimeoutScope) -> float:
-    return scope.deadline
+    return scope._deadline
 
 
 def _checkpoint() -> None:

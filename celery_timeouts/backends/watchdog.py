@@ -80,7 +80,7 @@ class WatchdogBackend(Backend):
     def arm(self, scope: TimeoutScope) -> None:
         scope._thread_id = native_thread_id()
         scope._armed = True
-        entry = (scope.deadline, next(self._sequence), scope)
+        entry = (scope._deadline, next(self._sequence), scope)
         with self._lock:
             heapq.heappush(self._heap, entry)
             if self._thread is None:
@@ -173,7 +173,7 @@ class WatchdogBackend(Backend):
         self._init_state()
         for scope in survivors:
             if scope._thread_id == me:
-                self._heap.append((scope.deadline, next(self._sequence), scope))
+                self._heap.append((scope._deadline, next(self._sequence), scope))
             else:
                 scope._armed = False
         heapq.heapify(self._heap)
