@@ -47,11 +47,8 @@ def gevent_context() -> str | None:
     gevent = sys.modules.get("gevent")
     if gevent is None:
         return None
-    from gevent._hub_local import get_hub_if_exists
-    from greenlet import getcurrent
-
-    current = getcurrent()
-    hub = get_hub_if_exists()
+    current = _getcurrent()
+    hub = gevent._hub_local.get_hub_if_exists()
     if hub is not None and current is hub:
         return None
     if isinstance(current, gevent.Greenlet):
@@ -69,9 +66,8 @@ def eventlet_context() -> str | None:
     if eventlet is None:
         return None
     from eventlet import greenthread, hubs, patcher
-    from greenlet import getcurrent
 
-    current = getcurrent()
+    current = _getcurrent()
     hub = hubs._threadlocal.__dict__.get("hub")
     if hub is not None and current is hub.greenlet:
         return None
@@ -80,6 +76,11 @@ def eventlet_context() -> str | None:
     if patcher.is_monkey_patched("thread"):
         return "running in a green thread of an eventlet-monkey-patched process"
     return None
+
+
+def _getcurrent() -> object:
+    # greenlet is imported whenever gevent or eventlet is.
+    return sys.modules["greenlet"].getcurrent()
 
 
 def signal_unavailable_reason() -> str | None:

@@ -9,6 +9,7 @@ it was when that scope exits.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # the C functions: signal.getsignal's enum conversion costs ~2 us
 import os
 import signal
 import time
@@ -35,7 +36,6 @@ class SignalBackend(Backend):
         self._armed_for = 0.0  # absolute deadline the itimer is set for; 0 when idle
         self._handler = self._on_sigalrm  # one bound method, so identity checks work
         self._restore_handler: Any = _NOTHING  # user's handler, put back at the outermost exit
-        self._displaced_default: Any = signal.SIG_DFL
         self._user_timer: tuple[float, float] | None = None  # (deadline, interval)
         self._flushing = False
         if hasattr(os, "register_at_fork"):
@@ -70,13 +70,11 @@ class SignalBackend(Backend):
 
     @protected
     def _enter_outermost(self, scope: TimeoutScope) -> None:
-        current = signal.getsignal(signal.SIGALRM)
+        current = _signal.getsignal(signal.SIGALRM)
         if current is not self._handler:
-            if current is signal.SIG_DFL or current is None:
-                # Nothing of the user's to restore: our handler stays installed and
-                # acts as the default for any SIGALRM outside a scope.
-                self._displaced_default = current
-            else:
+            # With the default disposition (an int here, not the enum) there is nothing
+            # to restore: our handler stays and acts as the default outside scopes.
+            if current != _signal.SIG_DFL and current is not None:
                 self._restore_handler = current
             signal.signal(signal.SIGALRM, self._handler)
         old_delay, old_interval = signal.setitimer(
@@ -97,7 +95,7 @@ class SignalBackend(Backend):
         _checkpoint()  # a SIGALRM that fired just now is handled here, as "ours"
         self._flushing = False
         if self._restore_handler is not _NOTHING:
-            if signal.getsignal(signal.SIGALRM) is self._handler:
+            if _signal.getsignal(signal.SIGALRM) is self._handler:
                 signal.signal(signal.SIGALRM, self._restore_handler)
             self._restore_handler = _NOTHING
         user = self._user_timer
@@ -158,8 +156,6 @@ class SignalBackend(Backend):
 
     def _act_as_displaced(self, signum: int, frame: FrameType | None) -> None:
         """What SIGALRM would have done had we never installed our handler."""
-        if self._displaced_default is signal.SIG_IGN:
-            return
         # The default disposition terminates the process: do exactly that.
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         signal.raise_signal(signal.SIGALRM)
