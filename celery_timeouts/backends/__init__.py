@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from typing import Any, NamedTuple
 
 from .._context import eventlet_context, gevent_context, is_main_thread
@@ -20,6 +21,7 @@ ENV_VAR = "CELERY_TIMEOUTS_BACKEND"
 _HAS_SETITIMER = hasattr(signal, "setitimer")
 
 _instances: dict[str, Backend] = {}
+_creating = threading.RLock()
 
 
 class BackendChoice(NamedTuple):
@@ -30,10 +32,13 @@ class BackendChoice(NamedTuple):
 
 
 def get_backend(name: str) -> Backend:
-    """The shared instance of backend `name` (imported lazily)."""
+    """The shared instance of backend `name` (imported lazily, created once)."""
     backend = _instances.get(name)
     if backend is None:
-        backend = _instances[name] = _create(name)
+        with _creating:
+            backend = _instances.get(name)
+            if backend is None:
+                backend = _instances[name] = _create(name)
     return backend
 
 
