@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from celery_timeouts import TaskTimeout, portable_timeout
+
 from conftest import run_python
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from celery_timeouts import TaskTimeout, portable_timeout
 from celery_timeouts._unwind import ScopeTimeout
+
 from conftest import run_in_thread, run_python
 
 

@@ -12,6 +12,7 @@ from celery_timeouts import (
     detect_backend,
     portable_timeout,
 )
+
 from conftest import run_in_thread
 
 
