@@ -158,13 +158,7 @@ class TimeoutScope:
             self._close()
         finally:
             self._state = _EXITED
-        if isinstance(exc, ScopeTimeout):
-            if exc.scope is self:
-                self._fired = True
-                self._raise_timeout(exc)
-            return False  # an enclosing scope's timeout: let it through
-        if self._fired and exc is None:
-            self._raise_timeout(None)  # the body swallowed it: the deadline still holds
+        self._settle(exc)
         return False
 
     # -- the async context manager ---------------------------------------------------------
@@ -189,18 +183,12 @@ class TimeoutScope:
             self._close()
         finally:
             self._state = _EXITED
-        if isinstance(exc, ScopeTimeout):
-            if exc.scope is self:
-                self._fired = True
-                self._raise_timeout(exc)
-            return False
         if self._cancel_sent and (exc is None or isinstance(exc, asyncio.CancelledError)):
             task = self._task
             if hasattr(task, "uncancel") and task.uncancel() > self._cancelling:
                 return False  # someone else cancelled the task too: theirs wins
             self._raise_timeout(exc)
-        elif self._fired and exc is None:
-            self._raise_timeout(None)
+        self._settle(exc)
         return False
 
     # -- the decorator ---------------------------------------------------------------------
@@ -241,6 +229,17 @@ class TimeoutScope:
                 _innermost.reset(token)
             except (ValueError, RuntimeError):  # left in another context than entered
                 _innermost.set(self._parent)
+
+    @protected
+    def _settle(self, exc: BaseException | None) -> None:
+        """After the body: raise this scope's timeout if it is ours to raise."""
+        if isinstance(exc, ScopeTimeout):
+            if exc.scope is self:
+                self._fired = True
+                self._raise_timeout(exc)
+            return  # an enclosing scope's timeout: let it through
+        if self._fired and exc is None:
+            self._raise_timeout(None)  # the body swallowed it: the deadline still holds
 
     @protected
     def _raise_timeout(self, unwinding: BaseException | None) -> None:

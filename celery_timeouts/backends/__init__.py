@@ -84,21 +84,18 @@ def detect_backend(*, coroutine: bool = False) -> BackendChoice:
     """
     if coroutine:
         return BackendChoice("asyncio", "the timed code is a coroutine")
-    reason = gevent_context()
-    if reason is not None:
-        return BackendChoice("gevent", reason)
-    reason = eventlet_context()
-    if reason is not None:
-        return BackendChoice("eventlet", reason)
-    if is_main_thread():
-        if _HAS_SETITIMER:
-            return BackendChoice(
-                "signal", "main thread of the main interpreter: SIGALRM with setitimer"
-            )
-        return BackendChoice("thread", "main thread, but this platform has no setitimer")
-    return BackendChoice(
-        "thread", "not the main thread: SIGALRM cannot reach it, so the watchdog thread"
-    )
+    name = _auto_name()
+    if name == "gevent":
+        reason = gevent_context() or ""
+    elif name == "eventlet":
+        reason = eventlet_context() or ""
+    elif name == "signal":
+        reason = "main thread of the main interpreter: SIGALRM with setitimer"
+    elif is_main_thread():
+        reason = "main thread, but this platform has no setitimer"
+    else:
+        reason = "not the main thread: SIGALRM cannot reach it, so the watchdog thread"
+    return BackendChoice(name, reason)
 
 
 _env_cache: tuple[str, str] = ("", "")
