@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 _original_get_ident: Callable[[], int] | None = None
 
@@ -48,11 +49,11 @@ def gevent_context() -> str | None:
     if gevent is None:
         return None
     current = _getcurrent()
+    if isinstance(current, gevent.Greenlet):  # the hub is never one: the common case first
+        return "running in a gevent Greenlet"
     hub = gevent._hub_local.get_hub_if_exists()
     if hub is not None and current is hub:
         return None
-    if isinstance(current, gevent.Greenlet):
-        return "running in a gevent Greenlet"
     monkey = sys.modules.get("gevent.monkey")
     patched = monkey is not None and monkey.is_module_patched("threading")
     if patched and (hub is not None or native_thread_id() == threading.main_thread().ident):
@@ -60,19 +61,25 @@ def gevent_context() -> str | None:
     return None
 
 
+_eventlet_modules: tuple[Any, Any, Any] | None = None
+
+
 def eventlet_context() -> str | None:
     """Why eventlet's timer can interrupt the current green thread, or None."""
-    eventlet = sys.modules.get("eventlet")
-    if eventlet is None:
+    global _eventlet_modules
+    if "eventlet" not in sys.modules:
         return None
-    from eventlet import greenthread, hubs, patcher
+    if _eventlet_modules is None:
+        from eventlet import greenthread, hubs, patcher
 
+        _eventlet_modules = (greenthread.GreenThread, hubs._threadlocal, patcher)
+    green_thread, hub_local, patcher = _eventlet_modules
     current = _getcurrent()
-    hub = hubs._threadlocal.__dict__.get("hub")
+    if isinstance(current, green_thread):  # the hub's greenlet is never one
+        return "running in an eventlet GreenThread"
+    hub = hub_local.__dict__.get("hub")
     if hub is not None and current is hub.greenlet:
         return None
-    if isinstance(current, greenthread.GreenThread):
-        return "running in an eventlet GreenThread"
     if patcher.is_monkey_patched("thread"):
         return "running in a green thread of an eventlet-monkey-patched process"
     return None
@@ -80,7 +87,10 @@ def eventlet_context() -> str | None:
 
 def _getcurrent() -> object:
     # greenlet is imported whenever gevent or eventlet is.
-    return sys.modules["greenlet"].getcurrent()
+    global _getcurrent
+    getcurrent: Callable[[], object] = sys.modules["greenlet"].getcurrent
+    _getcurrent = getcurrent  # later calls go straight to greenlet
+    return getcurrent()
 
 
 def signal_unavailable_reason() -> str | None:

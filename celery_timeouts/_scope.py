@@ -12,6 +12,7 @@ import enum
 import time
 from collections.abc import Callable
 from contextvars import ContextVar, Token
+from time import monotonic as _monotonic
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -63,8 +64,14 @@ class TimeoutScope:
         "seconds",
     )
 
+    # Set on entry.
+    _parent: TimeoutScope | None
+    _effective_deadline: float | None  # the earliest deadline of this scope and its parents
+    _token: Token[TimeoutScope | None]
     # Set by backends while the scope is armed.
     _deadline: float  # as `deadline`, for backends: only read once a limit is armed
+    _armed: bool
+    _fire_attempts: int
     _handle: Any  # the backend's timer
     _thread_id: int
     _task: Any  # asyncio.Task
@@ -87,24 +94,23 @@ class TimeoutScope:
         cls, seconds: float | None, backend: str, exception: type[BaseException]
     ) -> TimeoutScope:
         """A fresh scope from settings validated once, at decoration time."""
-        scope = cls.__new__(cls)
+        scope = _new_scope(cls)
         scope.seconds = seconds
         scope._requested = backend
         scope._exception = exception
-        scope._reset()
+        # As _reset(), inlined: this runs on every decorated call.
+        scope.deadline = scope.backend = scope._backend = None
+        scope._state = _INIT
+        scope._fired = scope._cancel_sent = False
         return scope
 
     def _reset(self) -> None:
+        # Backends set their own fields (_handle, _thread_id, ...) when they arm.
         self.deadline: float | None = None
         self.backend: str | None = None
         self._backend: Backend | None = None
         self._state = _INIT
         self._fired = False
-        self._parent: TimeoutScope | None = None
-        self._effective_deadline: float | None = None
-        self._token: Token[TimeoutScope | None] | None = None
-        self._fire_attempts = 0
-        self._armed = False
         self._cancel_sent = False
 
     # -- what callers read ---------------------------------------------------------
@@ -140,11 +146,7 @@ class TimeoutScope:
 
     @protected
     def __enter__(self) -> TimeoutScope:
-        self._begin()
-        if self.seconds is not None:
-            backend = self._backend = resolve(self._requested)
-            self.backend = backend.name
-            backend.arm(self)
+        self._enter(False)
         return self
 
     @protected
@@ -154,22 +156,18 @@ class TimeoutScope:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> Literal[False]:
-        try:
-            self._close()
-        finally:
-            self._state = _EXITED
-        self._settle(exc)
+        self._leave()
+        if exc is not None:
+            self._settle(exc)
+        elif self._fired:
+            self._raise_timeout(None)  # the body swallowed it: the deadline still holds
         return False
 
     # -- the async context manager ---------------------------------------------------------
 
     @protected
     async def __aenter__(self) -> TimeoutScope:
-        self._begin()
-        if self.seconds is not None:
-            backend = self._backend = resolve(self._requested, coroutine=True)
-            self.backend = backend.name
-            backend.arm(self)
+        self._enter(True)
         return self
 
     @protected
@@ -179,10 +177,7 @@ class TimeoutScope:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> Literal[False]:
-        try:
-            self._close()
-        finally:
-            self._state = _EXITED
+        self._leave()
         if self._cancel_sent and (exc is None or isinstance(exc, asyncio.CancelledError)):
             task = self._task
             if hasattr(task, "uncancel") and task.uncancel() > self._cancelling:
@@ -202,33 +197,45 @@ class TimeoutScope:
     # -- internals --------------------------------------------------------------------------
 
     @protected
-    def _begin(self) -> None:
+    def _enter(self, coroutine: bool) -> None:
+        """Resolve the backend, become the innermost scope, then arm (the timer goes last)."""
         if self._state is not _INIT:
             raise RuntimeError(
                 "this portable_timeout scope was already used; each scope may be used for "
                 "a single 'with' block: call portable_timeout(...) again for a new one"
             )
-        self._state = _ACTIVE
         parent = self._parent = _innermost.get()
         effective = parent._effective_deadline if parent is not None else None
-        if self.seconds is not None:
-            self.deadline = self._deadline = time.monotonic() + self.seconds
-            if effective is None or self._deadline < effective:
-                effective = self._deadline
+        seconds = self.seconds
+        backend = None
+        if seconds is not None:
+            backend = self._backend = resolve(self._requested, coroutine=coroutine)
+            self.backend = backend.name
+            deadline = self.deadline = self._deadline = _monotonic() + seconds
+            if effective is None or deadline < effective:
+                effective = deadline
         self._effective_deadline = effective
+        self._state = _ACTIVE
         self._token = _innermost.set(self)
+        if backend is not None:
+            try:
+                backend.arm(self)
+            except BaseException:
+                self._backend = None
+                self._leave()
+                raise
 
     @protected
-    def _close(self) -> None:
+    def _leave(self) -> None:
+        """Disarm and stop being the innermost scope; the scope is then spent."""
+        self._state = _EXITED
         backend = self._backend
         if backend is not None:
             backend.disarm(self)
-        token = self._token
-        if token is not None:
-            try:
-                _innermost.reset(token)
-            except (ValueError, RuntimeError):  # left in another context than entered
-                _innermost.set(self._parent)
+        try:
+            _innermost.reset(self._token)
+        except (ValueError, RuntimeError):  # left in another context than entered
+            _innermost.set(self._parent)
 
     @protected
     def _settle(self, exc: BaseException | None) -> None:
@@ -238,7 +245,7 @@ class TimeoutScope:
                 self._fired = True
                 self._raise_timeout(exc)
             return  # an enclosing scope's timeout: let it through
-        if self._fired and exc is None:
+        if exc is None and self._fired:
             self._raise_timeout(None)  # the body swallowed it: the deadline still holds
 
     @protected
@@ -253,6 +260,9 @@ class TimeoutScope:
             # Keep the traceback down to where the body was interrupted.
             public = public.with_traceback(unwinding.__traceback__)
         raise public from None
+
+
+_new_scope = object.__new__
 
 
 def current_scope() -> TimeoutScope | None:

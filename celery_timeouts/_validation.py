@@ -5,14 +5,22 @@ from __future__ import annotations
 import math
 import numbers
 
+from .exceptions import TaskTimeout
+
 BACKEND_NAMES = ("signal", "thread", "gevent", "eventlet", "asyncio")
 AUTO = "auto"
+_INF = math.inf
+_CANONICAL = frozenset((AUTO, *BACKEND_NAMES))
 
 
 def validate_seconds(seconds: object, origin: str = "seconds") -> float | None:
     """Return `seconds` as a float, or None for "no limit"; reject everything else."""
     if seconds is None:
         return None
+    if type(seconds) is float or type(seconds) is int:  # the common case, no ABC check
+        value = float(seconds)
+        if 0 < value < _INF:
+            return value
     if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
         raise TypeError(
             f"{origin} must be a number of seconds (int or float) or None for no limit, "
@@ -34,6 +42,8 @@ def validate_seconds(seconds: object, origin: str = "seconds") -> float | None:
 
 def validate_backend(name: object, origin: str = "backend") -> str:
     """Return a valid backend name ('auto' or one of BACKEND_NAMES)."""
+    if type(name) is str and name in _CANONICAL:
+        return name
     if not isinstance(name, str):
         raise TypeError(
             f"{origin} must be a string, got {name!r}; "
@@ -49,6 +59,8 @@ def validate_backend(name: object, origin: str = "backend") -> str:
 
 def validate_exception(exception: object) -> type[BaseException]:
     """The exception a scope raises on timeout must be an exception class."""
+    if exception is TaskTimeout:
+        return exception
     if not (isinstance(exception, type) and issubclass(exception, BaseException)):
         raise TypeError(
             f"exception must be an exception class such as TaskTimeout or TimeoutError, "

@@ -9,6 +9,7 @@ import pytest
 from celery_timeouts import (
     BackendUnavailable,
     TaskTimeout,
+    current_scope,
     detect_backend,
     portable_timeout,
 )
@@ -71,6 +72,23 @@ def test_explicit_signal_backend_refused_in_worker_thread() -> None:
     message = str(info.value)
     assert "backend='signal'" in message and "main thread" in message
     assert "backend='thread' or 'auto'" in message
+
+
+def test_refused_entry_leaves_no_scope_behind() -> None:
+    def attempt() -> tuple[str, object, object]:
+        outer = portable_timeout(5)
+        with outer:
+            refused = portable_timeout(1, backend="signal")
+            try:
+                with refused:
+                    pass
+            except BackendUnavailable:
+                pass
+            return refused.state.value, current_scope(), outer
+
+    state, innermost, outer = run_in_thread(attempt)
+    assert state == "init"  # never entered: nothing to undo
+    assert innermost is outer
 
 
 def test_asyncio_backend_refused_for_sync_code() -> None:

@@ -139,13 +139,11 @@ def _auto_name() -> str:
 def resolve(requested: str, *, coroutine: bool = False) -> Backend:
     """The backend to use for a scope entered now; raises BackendUnavailable."""
     if requested == AUTO:
-        if coroutine:
-            requested = "asyncio"
-        else:
-            requested = _env_backend() or _auto_name()
-            backend = _instances.get(requested)
-            if backend is not None:
-                return backend  # auto only picks backends that can run here
+        # auto only picks backends that can run here (asyncio checks for a task on arm)
+        requested = "asyncio" if coroutine else _env_backend() or _auto_name()
+        backend = _instances.get(requested)
+        if backend is not None:
+            return backend
     if coroutine != (requested == "asyncio"):
         raise BackendUnavailable(_mismatch(requested, coroutine))
     backend = get_backend(requested)

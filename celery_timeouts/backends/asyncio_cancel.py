@@ -8,10 +8,11 @@ task so an outer `asyncio.timeout` or `TaskGroup` keeps counting correctly.
 from __future__ import annotations
 
 import asyncio
-import time
+from contextvars import Context
 from typing import TYPE_CHECKING
 
 from .._unwind import protected
+from ..exceptions import BackendUnavailable
 from .base import Backend
 
 if TYPE_CHECKING:
@@ -36,13 +37,23 @@ class AsyncioBackend(Backend):
 
     @protected
     def arm(self, scope: TimeoutScope) -> None:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None  # unavailable_reason() checked it
+        # `auto` skips unavailable_reason() for coroutines: the checks happen here, once.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        task = asyncio.current_task(loop) if loop is not None else None
+        if loop is None or task is None:
+            raise BackendUnavailable(
+                f"backend='asyncio' cannot run here: {self.unavailable_reason()}"
+            )
         scope._task = task
         scope._cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
-        when = loop.time() + (scope._deadline - time.monotonic())
-        scope._handle = loop.call_at(when, _cancel_task, scope)
+        # Just armed: the deadline is `seconds` from now. A fresh, empty context for the
+        # callback: a copy of the current one would keep the scope alive (and the garbage
+        # collector busy) for as long as the cancelled handle sits in the loop's heap.
+        when = loop.time() + scope.seconds  # type: ignore[operator]  # armed: not None
+        scope._handle = loop.call_at(when, _cancel_task, scope, context=Context())
 
     @protected
     def disarm(self, scope: TimeoutScope) -> None:

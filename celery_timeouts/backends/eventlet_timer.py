@@ -6,7 +6,6 @@ enter/exit code. It cannot stop a green thread that never yields.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from .._context import eventlet_context
@@ -39,9 +38,9 @@ class EventletBackend(Backend):
 
     @protected
     def arm(self, scope: TimeoutScope) -> None:
-        delay = max(scope._deadline - time.monotonic(), 0.0)
+        # Just armed: the deadline is `seconds` from now.
         scope._handle = self._get_hub().schedule_call_global(
-            delay, _throw, scope, self._getcurrent()
+            scope.seconds, _throw, scope, self._getcurrent()
         )
 
     @protected

@@ -6,7 +6,6 @@ enter/exit code. Like every gevent timeout, it cannot stop a greenlet that never
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from .._context import gevent_context
@@ -39,9 +38,10 @@ class GeventBackend(Backend):
 
     @protected
     def arm(self, scope: TimeoutScope) -> None:
-        timer = self._get_hub().loop.timer(max(scope._deadline - time.monotonic(), 0.0))
+        # Just armed: the deadline is `seconds` from now. update=True measures from now,
+        # not from the loop's last iteration (stale after a long CPU-bound stretch).
+        timer = scope._handle = self._get_hub().loop.timer(scope.seconds)
         timer.start(_throw, scope, self._getcurrent(), update=True)
-        scope._handle = timer
 
     @protected
     def disarm(self, scope: TimeoutScope) -> None:

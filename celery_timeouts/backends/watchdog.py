@@ -53,6 +53,7 @@ _SAFE_LANDING_OPS = frozenset(
     if name in dis.opmap
 )
 _RETRY_DELAYS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+_SPIN_LIMIT = 0.001  # a residual wait this short is spun out, holding on to the GIL
 _COMPACT_MIN = 256  # rebuild the heap once this many entries are cancelled...
 
 
@@ -80,6 +81,7 @@ class WatchdogBackend(Backend):
     def arm(self, scope: TimeoutScope) -> None:
         scope._thread_id = native_thread_id()
         scope._armed = True
+        scope._fire_attempts = 0
         entry = (scope._deadline, next(self._sequence), scope)
         with self._lock:
             heapq.heappush(self._heap, entry)
@@ -134,8 +136,19 @@ class WatchdogBackend(Backend):
                     continue
                 delay = heap[0][0] - time.monotonic()
                 if delay > 0:
-                    self._wakeup.wait(delay)
-                    continue
+                    # Waking up is not enough: the GIL comes back only when a busy target
+                    # drops it, up to one switch interval later. So wake that much early,
+                    # then wait (or, for the last instant, spin) up to the deadline itself.
+                    lead = sys.getswitchinterval()
+                    if delay > lead:
+                        self._wakeup.wait(delay - lead)
+                        continue
+                    if delay > _SPIN_LIMIT:
+                        self._wakeup.wait(delay)
+                        continue
+                    deadline = heap[0][0]
+                    while time.monotonic() < deadline:
+                        pass
                 _, _, scope = heapq.heappop(heap)
                 if scope._fired:
                     continue
