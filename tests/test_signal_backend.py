@@ -95,3 +95,50 @@ print("survived")
     )
     assert completed.returncode == -signal.SIGALRM, (completed.returncode, completed.stdout)
     assert "survived" not in completed.stdout
+
+
+def test_forked_child_keeps_its_deadline() -> None:
+    # A child does not inherit the itimer: the backend re-arms it after fork, so a scope
+    # open in the forking main thread still fires in the child, as in the parent.
+    completed = run_python(
+        """
+import os, sys, time
+from celery_timeouts import portable_timeout, TaskTimeout
+started = time.monotonic()
+try:
+    with portable_timeout(0.3) as scope:
+        pid = os.fork()
+        while time.monotonic() - started < 5:
+            pass  # CPU-bound: only SIGALRM can stop it
+        if pid == 0:
+            os._exit(5)  # the child's deadline was lost
+except TaskTimeout:
+    late = time.monotonic() - started - 0.3
+    if pid == 0:
+        os._exit(0 if scope.backend == 'signal' and -0.01 < late < 2 else 3)
+if pid == 0:
+    os._exit(4)
+_, status = os.waitpid(pid, 0)
+print('parent timeout', os.waitstatus_to_exitcode(status))
+""",
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "parent timeout 0", completed.stdout
+
+
+def test_scope_entered_after_every_other_fired_still_fires() -> None:
+    # Cleanup code of a timed-out scope may open a new scope: it gets its own timer even
+    # though no unfired deadline was left when the outer one fired.
+    inner_fired = []
+    with pytest.raises(TaskTimeout), portable_timeout(0.05):
+        try:
+            while True:
+                pass
+        finally:
+            started = time.monotonic()
+            with pytest.raises(TaskTimeout), portable_timeout(0.05):
+                while time.monotonic() - started < 2:
+                    pass
+            inner_fired.append(time.monotonic() - started)
+    assert len(inner_fired) == 1 and inner_fired[0] < 1.0

@@ -10,6 +10,7 @@ it was when that scope exits.
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # the C functions: signal.getsignal's enum conversion costs ~2 us
+import math
 import os
 import signal
 import time
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from .._scope import TimeoutScope
 
 _NOTHING: Any = object()
+_IDLE = math.inf  # _armed_for when the itimer is not ours (never compared as "earlier")
 _MIN_DELAY = 1e-6  # setitimer(…, 0) would disarm instead of firing at once
 _RETRY_DELAY = 0.0005  # when the signal lands in library code, try again shortly
 
@@ -33,11 +35,10 @@ class SignalBackend(Backend):
 
     def __init__(self) -> None:
         self._active: list[TimeoutScope] = []
-        self._armed_for = 0.0  # absolute deadline the itimer is set for; 0 when idle
+        self._armed_for = _IDLE  # absolute deadline our itimer is set for; _IDLE when not ours
         self._handler = self._on_sigalrm  # one bound method, so identity checks work
         self._restore_handler: Any = _NOTHING  # user's handler, put back at the outermost exit
         self._user_timer: tuple[float, float] | None = None  # (deadline, interval)
-        self._flushing = False
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_in_child)
 
@@ -89,11 +90,9 @@ class SignalBackend(Backend):
 
     @protected
     def _leave_outermost(self) -> None:
-        self._flushing = True
         signal.setitimer(signal.ITIMER_REAL, 0)
-        self._armed_for = 0.0
-        _checkpoint()  # a SIGALRM that fired just now is handled here, as "ours"
-        self._flushing = False
+        _checkpoint()  # a SIGALRM from our timer that is still pending is handled here
+        self._armed_for = _IDLE  # from now on, a SIGALRM is not ours
         if self._restore_handler is not _NOTHING:
             if _signal.getsignal(signal.SIGALRM) is self._handler:
                 signal.signal(signal.SIGALRM, self._restore_handler)
@@ -117,12 +116,14 @@ class SignalBackend(Backend):
             self._set_timer(min(pending))
         else:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            self._armed_for = 0.0
+            self._armed_for = _IDLE
 
     def _on_sigalrm(self, signum: int, frame: FrameType | None) -> None:
         now = time.monotonic()
         if not self._active:
-            if not self._flushing:
+            # Our timer's signal can arrive once the last scope is gone from the list,
+            # while its exit is still disarming: then it is ours, and late; ignore it.
+            if self._armed_for is _IDLE:
                 self._act_as_displaced(signum, frame)
             return
         user = self._user_timer
@@ -163,7 +164,7 @@ class SignalBackend(Backend):
     def _after_fork_in_child(self) -> None:
         # itimers are not inherited by a forked child; scopes still open in the forking
         # thread must keep their deadlines there.
-        self._armed_for = 0.0
+        self._armed_for = _IDLE
         if self._active or self._user_timer is not None:
             self._rearm()
 

@@ -1,0 +1,252 @@
+"""Race the deadline against the scope's exit, many times, and count what leaks.
+
+Usage: python tests/stress_runner.py BACKEND ITERATIONS WORKERS
+Prints one JSON object with the counts. Each worker (the main thread for `signal`,
+threads, greenlets, green threads or asyncio tasks) runs ITERATIONS / WORKERS rounds.
+
+A round is a scope whose body lasts about as long as its limit, so the timeout and the
+exit race; every other round nests it in an outer scope whose deadline races too. Then
+a checkpoint runs outside every scope: anything raised there, or anywhere outside the
+scope that owns it, is a leak. Each round also checks that the exception names the
+scope that fired, and that no scope is left behind as the innermost one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+backend, ITERATIONS, WORKERS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if backend == "gevent":
+    from gevent import monkey
+
+    monkey.patch_all()
+elif backend == "eventlet":
+    import eventlet
+
+    eventlet.monkey_patch()
+
+import asyncio  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
+
+from celery_timeouts import TaskTimeout, current_scope, portable_timeout  # noqa: E402
+
+# Limits per backend: short enough for 100,000 rounds, long enough for the timer's
+# resolution. The body lasts limit * U(0.5, 1.5).
+LIMIT = {"signal": 0.0001, "thread": 0.0005, "gevent": 0.002, "eventlet": 0.002,
+         "asyncio": 0.002}[backend]
+
+counts: Counter[str] = Counter()
+problems: list[str] = []
+lock = threading.Lock()
+
+
+class InnerTimeout(TaskTimeout):
+    pass
+
+
+class OuterTimeout(TaskTimeout):
+    pass
+
+
+def problem(text: str) -> None:
+    with lock:
+        counts["problems"] += 1
+        if len(problems) < 20:
+            problems.append(text)
+
+
+def record(outcome: str) -> None:
+    with lock:
+        counts[outcome] += 1
+
+
+def verdict(inner: Any, outer: Any, caught: set[str]) -> None:
+    """The exceptions seen must match the scopes that say they fired."""
+    if "inner" in caught and not inner.fired:
+        problem("InnerTimeout raised by a scope that did not fire")
+    if "outer" in caught and (outer is None or not outer.fired):
+        problem("OuterTimeout raised by a scope that did not fire")
+    if inner.fired and "inner" not in caught and not (outer is not None and outer.fired):
+        problem("inner scope fired but raised nothing")
+    if outer is not None and outer.fired and "outer" not in caught:
+        problem("outer scope fired but raised nothing")
+    if current_scope() is not None:
+        problem(f"scope left behind as the innermost one: {current_scope()!r}")
+    record("rounds")
+    for name in caught:
+        record(f"{name} fired")
+    if not caught:
+        record("finished in time")
+
+
+# -- synchronous rounds (signal, thread, gevent, eventlet) ----------------------------------
+
+if backend in ("gevent", "eventlet"):
+    if backend == "gevent":
+        import gevent
+
+        green_sleep: Callable[[float], None] = gevent.sleep
+    else:
+        green_sleep = eventlet.sleep
+
+    def body(seconds: float, rng: random.Random) -> None:
+        # Greenlet timers land only where the body yields: sleep, then a short CPU tail
+        # (the deadline and the exit race in the hub, whichever timer it runs first).
+        green_sleep(seconds)
+        spin_until(time.perf_counter() + rng.uniform(0, 0.00005))
+
+    def checkpoint() -> None:
+        green_sleep(0)  # a timer that was not cancelled would throw here
+else:
+
+    def body(seconds: float, rng: random.Random) -> None:
+        # Alternate CPU-bound and blocking bodies: the watchdog lands in both.
+        if backend == "thread" and rng.random() < 0.5:
+            time.sleep(seconds)
+        else:
+            spin_until(time.perf_counter() + seconds)
+
+    def checkpoint() -> None:
+        helper()
+        time.sleep(0)  # a pending injection would land right after this call
+        helper()
+        if backend == "signal" and signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0):
+            problem(f"itimer still armed after the scope: {signal.getitimer(signal.ITIMER_REAL)}")
+
+
+def helper() -> int:
+    return 1
+
+
+def spin_until(end: float) -> None:
+    while time.perf_counter() < end:
+        pass
+
+
+def new_round(rng: random.Random, nested: bool) -> tuple[float, Any, Any]:
+    """A body duration, the inner scope and (every other round) an outer one."""
+    duration = LIMIT * rng.uniform(0.5, 1.5)
+    inner = portable_timeout(LIMIT, exception=InnerTimeout)
+    outer = None
+    if nested:
+        outer = portable_timeout(LIMIT * rng.uniform(0.8, 1.6), exception=OuterTimeout)
+    return duration, inner, outer
+
+
+def sync_round(rng: random.Random, nested: bool) -> None:
+    duration, inner, outer = new_round(rng, nested)
+    caught: set[str] = set()
+    try:
+        if outer is not None:
+            try:
+                with outer:
+                    try:
+                        with inner:
+                            body(duration, rng)
+                    except InnerTimeout:
+                        caught.add("inner")
+                    helper()
+            except OuterTimeout:
+                caught.add("outer")
+        else:
+            try:
+                with inner:
+                    body(duration, rng)
+            except InnerTimeout:
+                caught.add("inner")
+        checkpoint()
+    except BaseException as leaked:  # counting them is the point
+        problem(f"leaked outside its scope: {leaked!r}")
+    verdict(inner, outer, caught)
+
+
+def sync_worker(seed: int, rounds: int) -> None:
+    rng = random.Random(seed)
+    for index in range(rounds):
+        sync_round(rng, nested=index % 2 == 1)
+
+
+# -- asyncio rounds ----------------------------------------------------------------------------
+
+async def async_round(rng: random.Random, nested: bool) -> None:
+    duration, inner, outer = new_round(rng, nested)
+    caught: set[str] = set()
+    try:
+        if outer is not None:
+            try:
+                async with outer:
+                    try:
+                        async with inner:
+                            await asyncio.sleep(duration)
+                    except InnerTimeout:
+                        caught.add("inner")
+                    helper()
+            except OuterTimeout:
+                caught.add("outer")
+        else:
+            try:
+                async with inner:
+                    await asyncio.sleep(duration)
+            except InnerTimeout:
+                caught.add("inner")
+        await asyncio.sleep(0)  # a stray cancellation would land here
+    except BaseException as leaked:
+        problem(f"leaked outside its scope: {leaked!r}")
+    verdict(inner, outer, caught)
+
+
+async def async_worker(seed: int, rounds: int) -> None:
+    rng = random.Random(seed)
+    for index in range(rounds):
+        await async_round(rng, nested=index % 2 == 1)
+
+
+# -- drivers -----------------------------------------------------------------------------------
+
+def run() -> None:
+    rounds = -(-ITERATIONS // WORKERS)
+    if backend == "signal":
+        sync_worker(0, ITERATIONS)
+    elif backend == "thread":
+        sys.setswitchinterval(0.0005)  # more interleavings, and a watchdog that gets the GIL
+        threads = [threading.Thread(target=sync_worker, args=(seed, rounds))
+                   for seed in range(WORKERS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        watchdog = __import__("celery_timeouts.backends", fromlist=["get_backend"]).get_backend(
+            "thread"
+        )
+        if watchdog._pending:
+            problem(f"injections still pending after every scope exited: {watchdog._pending}")
+    elif backend == "gevent":
+        gevent.joinall([gevent.spawn(sync_worker, seed, rounds) for seed in range(WORKERS)],
+                       raise_error=True)
+    elif backend == "eventlet":
+        pool = [eventlet.spawn(sync_worker, seed, rounds) for seed in range(WORKERS)]
+        for green_thread in pool:
+            green_thread.wait()
+    else:
+
+        async def main() -> None:
+            await asyncio.gather(*(async_worker(seed, rounds) for seed in range(WORKERS)))
+
+        asyncio.run(main())
+
+
+started = time.monotonic()
+run()
+print(json.dumps({
+    "backend": backend,
+    "counts": dict(counts),
+    "problems": problems,
+    "seconds": round(time.monotonic() - started, 1),
+}))
