@@ -16,7 +16,7 @@ from time import monotonic as _monotonic
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from ._unwind import ScopeTimeout, protected
+from ._unwind import ScopeTimeout, exit_entry, protected
 from ._validation import validate_backend, validate_exception, validate_seconds
 from .backends import resolve
 from .backends.base import Backend
@@ -149,6 +149,7 @@ class TimeoutScope:
         self._enter(False)
         return self
 
+    @exit_entry
     @protected
     def __exit__(
         self,
@@ -250,6 +251,10 @@ class TimeoutScope:
 
     @protected
     def _raise_timeout(self, unwinding: BaseException | None) -> None:
+        raise self._public_exception(unwinding) from None
+
+    @protected
+    def _public_exception(self, unwinding: BaseException | None) -> BaseException:
         exception_class = self._exception
         public: BaseException
         if issubclass(exception_class, TaskTimeout):
@@ -259,7 +264,26 @@ class TimeoutScope:
         if unwinding is not None:
             # Keep the traceback down to where the body was interrupted.
             public = public.with_traceback(unwinding.__traceback__)
-        raise public from None
+        public.__cause__ = None
+        public.__suppress_context__ = True
+        return public
+
+    @protected
+    def _exit_before_it_ran(
+        self, owner: TimeoutScope, exc: BaseException | None
+    ) -> BaseException:
+        """`owner`'s timeout reached this scope's `__exit__` before its first instruction.
+
+        Do the exit's work now and return what it would have raised, as if the timeout
+        had landed at the end of the body (see `_unwind._Landing`).
+        """
+        self._leave()
+        if self is not owner:
+            return ScopeTimeout(owner)  # on its way to the scope that owns it
+        self._fired = True
+        if exc is None or (isinstance(exc, ScopeTimeout) and exc.scope is self):
+            return self._public_exception(None)
+        return exc  # another exception was already leaving the body: it goes on
 
 
 _new_scope = object.__new__

@@ -9,9 +9,11 @@ escape the `with` statement. Such functions are registered here with `@protected
 
 from __future__ import annotations
 
+import dis
+import sys
 from collections.abc import Callable
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 if TYPE_CHECKING:
     from ._scope import TimeoutScope
@@ -38,9 +40,41 @@ class ScopeTimeout(BaseException):
         return f"timeout of a portable_timeout scope ({scope.seconds:g} s, backend={scope.backend})"
 
 
+class _Landing(type):
+    """Metaclass of injected timeouts: decides what they become where they land.
+
+    CPython creates the instance of an asynchronous exception in the target thread, at
+    the point where it is delivered, so this runs exactly there. Python 3.13 delivers it
+    at the thread's next check rather than where the thread was interrupted
+    (cpython#139622): that can be the first instruction of a scope's `__exit__`, before
+    it could withdraw the injection. There, the exit's own work is done here and what
+    that exit would have raised is raised instead.
+    """
+
+    scope: TimeoutScope
+
+    def __call__(cls, *args: object) -> BaseException:
+        frame = sys._getframe(1)
+        if frame.f_code in _EXIT_ENTRIES and frame.f_lasti <= _EXIT_ENTRIES[frame.f_code]:
+            exiting: TimeoutScope = frame.f_locals["self"]
+            return exiting._exit_before_it_ran(cls.scope, frame.f_locals["exc"])
+        return ScopeTimeout(cls.scope)
+
+
 def injectable(scope: TimeoutScope) -> type[ScopeTimeout]:
     """A class to hand to PyThreadState_SetAsyncExc, which raises classes, not instances."""
-    return type("ScopeTimeout", (ScopeTimeout,), {"scope": scope, "__module__": __name__})
+    namespace = {"scope": scope, "__module__": __name__}
+    return cast(type[ScopeTimeout], _Landing("ScopeTimeout", (ScopeTimeout,), namespace))
+
+
+_EXIT_ENTRIES: dict[CodeType, int] = {}  # __exit__ code -> offset of its first check
+
+
+def exit_entry(func: _F) -> _F:
+    """Register a scope's `__exit__`: a timeout landing at its entry is settled there."""
+    code = func.__code__
+    _EXIT_ENTRIES[code] = next(i.offset for i in dis.get_instructions(code) if i.opname == "RESUME")
+    return func
 
 
 def protected(func: _F) -> _F:

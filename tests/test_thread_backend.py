@@ -130,3 +130,64 @@ print(result.get('parent'), os.waitstatus_to_exitcode(status))
     )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "timeout 0", completed.stdout
+
+
+def test_timeout_delivered_at_the_entry_of_exit_is_settled_there() -> None:
+    # Python 3.13 delivers an asynchronous exception at the thread's *next* check, not
+    # where the thread was interrupted (cpython#139622). Here the thread is interrupted
+    # in a loop whose next check is the first instruction of `__exit__`: the timeout
+    # must still surface as the scope's TaskTimeout, with the scope fully left.
+    import sys
+    import threading
+
+    from celery_timeouts import current_scope
+    from celery_timeouts._unwind import injectable
+    from celery_timeouts.backends import get_backend
+    from celery_timeouts.backends.watchdog import _set_async_exc
+
+    watchdog = get_backend("thread")
+    state: dict[str, object] = {"go": False}
+    entered = threading.Event()
+
+    def target() -> None:
+        scope = portable_timeout(60, backend="thread")
+        scope.__enter__()
+        state["scope"] = scope
+        entered.set()
+        try:
+            try:
+                while not state["go"]:
+                    pass
+            except ScopeTimeout as landed:  # delivered in the loop (Python < 3.13)
+                state["where"] = "loop"
+                scope.__exit__(type(landed), landed, landed.__traceback__)
+            else:
+                scope.__exit__(None, None, None)  # 3.13: delivered right at its entry
+                state["where"] = "nowhere"
+        except TaskTimeout as timeout:
+            state.setdefault("where", "exit")
+            state["raised"] = timeout
+        state["left"] = (scope.state.value, current_scope())
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    assert entered.wait(5)
+    time.sleep(0.05)  # the target spins; taking the GIL back suspends it in its loop
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(100)  # keep the GIL until both are done
+    try:
+        scope = state["scope"]
+        with watchdog._lock:
+            watchdog._pending[scope._thread_id] = scope  # as the watchdog records it
+            scope._fired = True
+            _set_async_exc(scope._thread_id, injectable(scope))
+            state["go"] = True
+    finally:
+        sys.setswitchinterval(interval)
+    thread.join(5)
+    assert not thread.is_alive()
+    assert isinstance(state.get("raised"), TaskTimeout), state
+    assert state["left"] == ("exited", None)
+    assert not watchdog._pending
+    if sys.version_info >= (3, 13):
+        assert state["where"] == "exit"
