@@ -73,7 +73,8 @@ _EXIT_ENTRIES: dict[CodeType, int] = {}  # __exit__ code -> offset of its first 
 def exit_entry(func: _F) -> _F:
     """Register a scope's `__exit__`: a timeout landing at its entry is settled there."""
     code = func.__code__
-    _EXIT_ENTRIES[code] = next(i.offset for i in dis.get_instructions(code) if i.opname == "RESUME")
+    resumes = (i.offset for i in dis.get_instructions(code) if i.opname == "RESUME")
+    _EXIT_ENTRIES[code] = next(resumes, 0)  # Python 3.10 has no RESUME: its first instruction
     return func
 
 
