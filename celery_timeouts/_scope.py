@@ -49,6 +49,7 @@ class TimeoutScope:
         "_cancelling",
         "_deadline",
         "_effective_deadline",
+        "_entry_frame",
         "_exception",
         "_fire_attempts",
         "_fired",
@@ -71,7 +72,7 @@ class TimeoutScope:
     # Set by backends while the scope is armed.
     _deadline: float  # as `deadline`, for backends: only read once a limit is armed
     _armed: bool
-    _fire_attempts: int
+    _entry_frame: Any  # the frame holding the `with`, while armed (thread backend)
     _handle: Any  # the backend's timer
     _thread_id: int
     _task: Any  # asyncio.Task
@@ -102,6 +103,7 @@ class TimeoutScope:
         scope.deadline = scope.backend = scope._backend = None
         scope._state = _INIT
         scope._fired = scope._cancel_sent = False
+        scope._fire_attempts = 0
         return scope
 
     def _reset(self) -> None:
@@ -112,6 +114,7 @@ class TimeoutScope:
         self._state = _INIT
         self._fired = False
         self._cancel_sent = False
+        self._fire_attempts = 0  # the watchdog's delivery attempts after the deadline
 
     # -- what callers read ---------------------------------------------------------
 
@@ -160,8 +163,11 @@ class TimeoutScope:
         self._leave()
         if exc is not None:
             self._settle(exc)
-        elif self._fired:
-            self._raise_timeout(None)  # the body swallowed it: the deadline still holds
+        elif self._fired or self._fire_attempts:
+            # The body swallowed the timeout, or finished while the watchdog was still
+            # waiting for a safe place to deliver it: the deadline holds either way.
+            self._fired = True
+            self._raise_timeout(None)
         return False
 
     # -- the async context manager ---------------------------------------------------------

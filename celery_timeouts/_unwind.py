@@ -10,6 +10,7 @@ escape the `with` statement. Such functions are registered here with `@protected
 from __future__ import annotations
 
 import dis
+import functools
 import sys
 from collections.abc import Callable
 from types import CodeType, FrameType
@@ -82,6 +83,50 @@ def protected(func: _F) -> _F:
     """Mark `func` as library code that a timeout must not interrupt."""
     _PROTECTED_CODE.add(func.__code__)
     return func
+
+
+@functools.lru_cache(maxsize=512)
+def _handler_holes(code: CodeType) -> frozenset[int]:
+    """Offsets of loop back-jumps that the exception table leaves out of their handlers.
+
+    CPython 3.13 compiles `while <condition>:` so that the jump closing the loop is not
+    covered by the try/with block around the loop (cpython#130279): an asynchronous
+    exception raised there skips every handler in the frame, including `__exit__`.
+    """
+    bytecode = dis.Bytecode(code)
+    table = getattr(bytecode, "exception_entries", None)  # None on 3.10: no table
+    if not table:
+        return frozenset()
+    entries = [(entry.start, entry.end) for entry in table]
+
+    def covered(offset: int) -> bool:
+        return any(start <= offset < end for start, end in entries)
+
+    return frozenset(
+        instruction.offset
+        for instruction in bytecode
+        if instruction.opname.startswith("JUMP_BACKWARD")
+        and not covered(instruction.offset)
+        and isinstance(instruction.argval, int)
+        and covered(instruction.argval)
+    )
+
+
+def at_handler_hole(frame: FrameType) -> bool:
+    """Would an exception raised at this frame's current instruction skip its handlers?"""
+    return frame.f_lasti in _handler_holes(frame.f_code)
+
+
+def stack_has_handler_holes(frame: FrameType | None, until: FrameType | None) -> bool:
+    """True if a frame from `frame` out to `until` has a loop back-jump that skips its
+    handlers (the whole stack if `until` is not on it)."""
+    while frame is not None:
+        if _handler_holes(frame.f_code):
+            return True
+        if frame is until:
+            return False
+        frame = frame.f_back
+    return False
 
 
 def in_protected_code(frame: FrameType | None) -> bool:

@@ -18,7 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .._context import signal_unavailable_reason
-from .._unwind import ScopeTimeout, in_protected_code, protected
+from .._unwind import ScopeTimeout, at_handler_hole, in_protected_code, protected
 from .base import Backend
 
 if TYPE_CHECKING:
@@ -103,10 +103,12 @@ class SignalBackend(Backend):
             remaining = user[0] - time.monotonic()
             signal.setitimer(signal.ITIMER_REAL, max(remaining, _MIN_DELAY), user[1])
 
+    @protected
     def _set_timer(self, deadline: float) -> None:
         signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), _MIN_DELAY))
         self._armed_for = deadline
 
+    @protected
     def _rearm(self) -> None:
         """Arm the itimer for the earliest pending deadline (ours or the user's)."""
         pending = [s._deadline for s in self._active if not s._fired]
@@ -118,6 +120,7 @@ class SignalBackend(Backend):
             signal.setitimer(signal.ITIMER_REAL, 0)
             self._armed_for = _IDLE
 
+    @protected
     def _on_sigalrm(self, signum: int, frame: FrameType | None) -> None:
         now = time.monotonic()
         if not self._active:
@@ -133,14 +136,15 @@ class SignalBackend(Backend):
         if not due:
             self._rearm()  # early, or the user's timer: wait for the next deadline
             return
-        if in_protected_code(frame):
-            self._set_timer(now + _RETRY_DELAY)
+        if frame is not None and (in_protected_code(frame) or at_handler_hole(frame)):
+            self._set_timer(now + _RETRY_DELAY)  # land it a moment later, in the body
             return
         target = min(due, key=_deadline_of)
         target._fired = True
         self._rearm()
         raise ScopeTimeout(target)
 
+    @protected
     def _fire_user_timer(
         self, signum: int, frame: FrameType | None, user: tuple[float, float]
     ) -> None:
@@ -155,6 +159,7 @@ class SignalBackend(Backend):
         finally:
             self._rearm()
 
+    @protected
     def _act_as_displaced(self, signum: int, frame: FrameType | None) -> None:
         """What SIGALRM would have done had we never installed our handler."""
         # The default disposition terminates the process: do exactly that.

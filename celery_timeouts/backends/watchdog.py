@@ -27,7 +27,13 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from .._context import native_thread_id
-from .._unwind import in_protected_code, injectable, protected
+from .._unwind import (
+    at_handler_hole,
+    in_protected_code,
+    injectable,
+    protected,
+    stack_has_handler_holes,
+)
 from .base import Backend
 
 if TYPE_CHECKING:
@@ -52,6 +58,9 @@ _SAFE_LANDING_OPS = frozenset(
     )
     if name in dis.opmap
 )
+# Python 3.13 delivers an asynchronous exception at the thread's next check, not where
+# the thread was interrupted (cpython#139622).
+_DELIVERED_AT_NEXT_CHECK = sys.version_info >= (3, 13)
 _RETRY_DELAYS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 _SPIN_LIMIT = 0.001  # a residual wait this short is spun out, holding on to the GIL
 _COMPACT_MIN = 256  # rebuild the heap once this many entries are cancelled...
@@ -82,6 +91,9 @@ class WatchdogBackend(Backend):
         scope._thread_id = native_thread_id()
         scope._armed = True
         scope._fire_attempts = 0
+        # The frame holding the `with` (arm <- _enter <- __enter__ <- it); dropped on
+        # disarm, so the scope and that frame do not keep each other alive.
+        scope._entry_frame = sys._getframe(3)
         entry = (scope._deadline, next(self._sequence), scope)
         with self._lock:
             heapq.heappush(self._heap, entry)
@@ -94,6 +106,7 @@ class WatchdogBackend(Backend):
     def disarm(self, scope: TimeoutScope) -> None:
         with self._lock:
             scope._armed = False
+            scope._entry_frame = None
             thread_id = scope._thread_id
             if self._pending.get(thread_id) is scope:
                 del self._pending[thread_id]
@@ -166,7 +179,7 @@ class WatchdogBackend(Backend):
         if frame is None:  # the thread is gone
             scope._armed = False
             return True
-        if not _lands_in_body(frame):
+        if not _lands_in_body(frame, scope._entry_frame):
             return False
         position = (frame, frame.f_lasti)
         _set_async_exc(thread_id, injectable(scope))
@@ -194,10 +207,17 @@ class WatchdogBackend(Backend):
             self._start_thread()
 
 
-def _lands_in_body(frame: FrameType) -> bool:
+def _lands_in_body(frame: FrameType, entry_frame: FrameType | None) -> bool:
     """Would an exception injected now surface in user code rather than ours?"""
     code = frame.f_code.co_code
     lasti = frame.f_lasti
     if lasti < 0 or code[lasti] not in _SAFE_LANDING_OPS:
         return False
-    return not in_protected_code(frame)
+    if in_protected_code(frame):
+        return False
+    if _DELIVERED_AT_NEXT_CHECK:
+        # It lands at the thread's next check, somewhere between here and the scope's
+        # exit: no frame down to the one holding the `with` may have a loop back-jump
+        # outside its handlers (cpython#130279).
+        return not stack_has_handler_holes(frame, until=entry_frame)
+    return not at_handler_hole(frame)
