@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from .scan import add_arguments as add_scan_arguments
+from .scan import run as run_scan
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -14,7 +17,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "selfcheck", help="show the backend each context gets and fire one real timeout in each"
     )
+    add_scan_arguments(
+        commands.add_parser(
+            "scan", help="report signal.alarm-style timeouts that only work in the main thread"
+        )
+    )
     args = parser.parse_args(argv)
+    if args.command == "scan":
+        return run_scan(args)
     if args.command in (None, "selfcheck"):
         from ._selfcheck import run
 
