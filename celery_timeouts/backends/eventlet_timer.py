@@ -39,9 +39,9 @@ class EventletBackend(Backend):
     @protected
     def arm(self, scope: TimeoutScope) -> None:
         # Just armed: the deadline is `seconds` from now.
-        scope._handle = self._get_hub().schedule_call_global(
-            scope.seconds, _throw, scope, self._getcurrent()
-        )
+        hub = self._get_hub()
+        timer = scope._handle = _ThrowTimer(scope, self._getcurrent(), hub)
+        hub.add_timer(timer)
 
     @protected
     def disarm(self, scope: TimeoutScope) -> None:
@@ -51,8 +51,41 @@ class EventletBackend(Backend):
         self._sleep(seconds)
 
 
-def _throw(scope: TimeoutScope, greenlet: Any) -> None:
-    """Runs in the hub when the deadline passes: raise in the scope's green thread."""
-    if not scope._fired:
-        scope._fired = True
-        greenlet.throw(ScopeTimeout(scope))
+class _ThrowTimer:
+    """A hub timer that throws the scope's timeout into its green thread.
+
+    Speaks the hub's timer protocol (`seconds`, `called`, call, order) without
+    eventlet's general-purpose `Timer`, whose args tuple, kwargs dict and hub lookup on
+    cancel cost more than the rest of a scope's entry and exit together.
+    """
+
+    __slots__ = ("_greenlet", "_hub", "_scope", "called", "seconds")
+
+    def __init__(self, scope: TimeoutScope, greenlet: Any, hub: Any) -> None:
+        self.seconds = scope.seconds
+        self.called = False
+        self._scope: TimeoutScope | None = scope
+        self._greenlet = greenlet
+        self._hub = hub
+
+    def __call__(self) -> None:
+        """Runs in the hub when the deadline passes."""
+        if not self.called:
+            self.called = True
+            scope = self._scope
+            self._scope = None
+            if scope is not None and not scope._fired:
+                scope._fired = True
+                self._greenlet.throw(ScopeTimeout(scope))
+
+    def cancel(self) -> None:
+        if not self.called:
+            self.called = True
+            self._hub.timer_canceled(self)
+            # The hub keeps cancelled timers until its next turn; don't let them keep
+            # the scope (and the scope -> timer cycle) alive for the garbage collector.
+            self._scope = None
+
+    def __lt__(self, other: object) -> bool:
+        # Only consulted for two timers due at the same instant; any stable order works.
+        return id(self) < id(other)
