@@ -68,6 +68,29 @@ def injectable(scope: TimeoutScope) -> type[ScopeTimeout]:
     return cast(type[ScopeTimeout], _Landing("ScopeTimeout", (ScopeTimeout,), namespace))
 
 
+class _Relaying(type):
+    """Metaclass of an injected foreign exception (see `raising_on_landing`)."""
+
+    exception: BaseException
+
+    def __call__(cls, *args: object) -> BaseException:
+        frame = sys._getframe(1)
+        if frame.f_code in _EXIT_ENTRIES and frame.f_lasti <= _EXIT_ENTRIES[frame.f_code]:
+            # It reached a scope's __exit__ before that exit ran (3.13): the exit will
+            # not run, so leave the scope here; the exception goes on past the `with`.
+            frame.f_locals["self"]._leave()
+        # Raised, not returned: 3.10 and 3.11 would otherwise keep the injected class as
+        # the exception's type when matching `except` clauses.
+        raise cls.exception
+
+
+def raising_on_landing(exception: BaseException) -> type[BaseException]:
+    """A class to hand to PyThreadState_SetAsyncExc that raises `exception` itself,
+    the same object, where it lands."""
+    namespace = {"exception": exception, "__module__": __name__}
+    return cast(type[BaseException], _Relaying("RelayedException", (BaseException,), namespace))
+
+
 _EXIT_ENTRIES: dict[CodeType, int] = {}  # __exit__ code -> offset of its first check
 
 

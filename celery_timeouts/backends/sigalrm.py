@@ -9,7 +9,9 @@ it was when that scope exits.
 
 from __future__ import annotations
 
-import _signal  # type: ignore[import-not-found]  # the C functions: signal.getsignal's enum conversion costs ~2 us
+# The C functions: compat.patch() does not reach them, and getsignal skips ~2 us of
+# enum conversion.
+import _signal  # type: ignore[import-not-found]
 import math
 import os
 import signal
@@ -77,8 +79,8 @@ class SignalBackend(Backend):
             # to restore: our handler stays and acts as the default outside scopes.
             if current != _signal.SIG_DFL and current is not None:
                 self._restore_handler = current
-            signal.signal(signal.SIGALRM, self._handler)
-        old_delay, old_interval = signal.setitimer(
+            _signal.signal(signal.SIGALRM, self._handler)
+        old_delay, old_interval = _signal.setitimer(
             signal.ITIMER_REAL, max(scope._deadline - time.monotonic(), _MIN_DELAY)
         )
         self._armed_for = scope._deadline
@@ -90,22 +92,22 @@ class SignalBackend(Backend):
 
     @protected
     def _leave_outermost(self) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        _signal.setitimer(signal.ITIMER_REAL, 0)
         _checkpoint()  # a SIGALRM from our timer that is still pending is handled here
         self._armed_for = _IDLE  # from now on, a SIGALRM is not ours
         if self._restore_handler is not _NOTHING:
             if _signal.getsignal(signal.SIGALRM) is self._handler:
-                signal.signal(signal.SIGALRM, self._restore_handler)
+                _signal.signal(signal.SIGALRM, self._restore_handler)
             self._restore_handler = _NOTHING
         user = self._user_timer
         if user is not None:
             self._user_timer = None
             remaining = user[0] - time.monotonic()
-            signal.setitimer(signal.ITIMER_REAL, max(remaining, _MIN_DELAY), user[1])
+            _signal.setitimer(signal.ITIMER_REAL, max(remaining, _MIN_DELAY), user[1])
 
     @protected
     def _set_timer(self, deadline: float) -> None:
-        signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), _MIN_DELAY))
+        _signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), _MIN_DELAY))
         self._armed_for = deadline
 
     @protected
@@ -117,7 +119,7 @@ class SignalBackend(Backend):
         if pending:
             self._set_timer(min(pending))
         else:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            _signal.setitimer(signal.ITIMER_REAL, 0)
             self._armed_for = _IDLE
 
     @protected
@@ -163,7 +165,7 @@ class SignalBackend(Backend):
     def _act_as_displaced(self, signum: int, frame: FrameType | None) -> None:
         """What SIGALRM would have done had we never installed our handler."""
         # The default disposition terminates the process: do exactly that.
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        _signal.signal(signal.SIGALRM, _signal.SIG_DFL)
         signal.raise_signal(signal.SIGALRM)
 
     def _after_fork_in_child(self) -> None:

@@ -19,10 +19,12 @@ import ctypes
 import dis
 import heapq
 import itertools
+import logging
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -32,12 +34,18 @@ from .._unwind import (
     in_protected_code,
     injectable,
     protected,
+    raising_on_landing,
     stack_has_handler_holes,
 )
 from .base import Backend
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from .._scope import TimeoutScope
+
+    # What the heap holds: scopes, and the callbacks and deliveries of `call_at`/`deliver`.
+    _Timed: TypeAlias = "TimeoutScope | Callback | Delivery"
 
 # Our own prototypes: setting argtypes on ctypes.pythonapi's shared function object would
 # change it for every other library in the process. The clearing variant passes NULL.
@@ -65,6 +73,8 @@ _RETRY_DELAYS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 _SPIN_LIMIT = 0.001  # a residual wait this short is spun out, holding on to the GIL
 _COMPACT_MIN = 256  # rebuild the heap once this many entries are cancelled...
 
+logger = logging.getLogger(__name__)
+
 
 class WatchdogBackend(Backend):
     name = "thread"
@@ -77,10 +87,11 @@ class WatchdogBackend(Backend):
     def _init_state(self) -> None:
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
-        self._heap: list[tuple[float, int, TimeoutScope]] = []
+        self._heap: list[tuple[float, int, _Timed]] = []
         self._sequence = itertools.count()
         self._cancelled = 0
-        self._pending: dict[int, TimeoutScope] = {}  # thread id -> injected, maybe not landed
+        # thread id -> what was injected there and may not have landed yet
+        self._pending: dict[int, TimeoutScope | Delivery] = {}
         self._thread: threading.Thread | None = None
 
     def unavailable_reason(self) -> str | None:
@@ -102,7 +113,7 @@ class WatchdogBackend(Backend):
                 self._wakeup.notify()
 
     @protected
-    def disarm(self, scope: TimeoutScope) -> None:
+    def disarm(self, scope: _Timed) -> None:
         with self._lock:
             scope._armed = False
             scope._entry_frame = None
@@ -164,12 +175,62 @@ class WatchdogBackend(Backend):
                 _, _, scope = heapq.heappop(heap)
                 if scope._fired:
                     continue
+                if isinstance(scope, Callback):
+                    self._run_callback(scope)
+                    continue
                 if not self._try_fire(scope):
                     scope._fire_attempts += 1
                     retry = _RETRY_DELAYS[min(scope._fire_attempts, len(_RETRY_DELAYS)) - 1]
                     heapq.heappush(heap, (time.monotonic() + retry, next(self._sequence), scope))
 
-    def _try_fire(self, scope: TimeoutScope) -> bool:
+    def _run_callback(self, callback: Callback) -> None:
+        """Run a `call_at` callback on this thread, without holding the lock."""
+        callback._fired = True
+        callback._armed = False
+        self._lock.release()
+        try:
+            callback.function()
+        except BaseException:  # a callback must not take the watchdog down with it
+            logger.exception("celery-timeouts: watchdog callback %r failed", callback.function)
+        finally:
+            self._lock.acquire()
+
+    # -- timers and deliveries for other parts of the library (celery_timeouts.compat) --
+
+    def call_at(self, deadline: float, function: Callable[[], object]) -> Callback:
+        """Run `function` on the watchdog thread at `deadline` (time.monotonic)."""
+        callback = Callback(deadline, function)
+        self._push(callback)
+        return callback
+
+    def deliver(
+        self, thread_id: int, exception: BaseException, entry_frame: FrameType | None
+    ) -> Delivery:
+        """Raise `exception` in thread `thread_id` as soon as it can land in user code.
+
+        It follows the timeouts' landing rules: never inside the library's own code, and
+        on 3.13 never where a loop back-jump would skip the handlers of the frames from
+        the thread's current one out to `entry_frame`. `cancel` withdraws it until it lands.
+        """
+        delivery = Delivery(thread_id, exception, entry_frame)
+        self._push(delivery)
+        return delivery
+
+    @protected
+    def cancel(self, item: Callback | Delivery) -> None:
+        """Cancel a callback or withdraw a delivery; a no-op once it ran or landed."""
+        self.disarm(item)
+
+    def _push(self, item: Callback | Delivery) -> None:
+        entry: tuple[float, int, _Timed] = (item._deadline, next(self._sequence), item)
+        with self._lock:
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._start_thread()
+            elif self._heap[0] is entry:
+                self._wakeup.notify()
+
+    def _try_fire(self, scope: TimeoutScope | Delivery) -> bool:
         """Inject the timeout into the scope's thread if it can only land in the body."""
         thread_id = scope._thread_id
         if thread_id in self._pending:
@@ -181,7 +242,10 @@ class WatchdogBackend(Backend):
         if not _lands_in_body(frame, scope._entry_frame):
             return False
         position = (frame, frame.f_lasti)
-        _set_async_exc(thread_id, injectable(scope))
+        if isinstance(scope, Delivery):
+            _set_async_exc(thread_id, scope._injectable)
+        else:
+            _set_async_exc(thread_id, injectable(scope))
         # If the target moved while we were deciding, take it back and try again.
         frame_now = sys._current_frames().get(thread_id)
         if frame_now is None or (frame_now, frame_now.f_lasti) != position:
@@ -220,3 +284,37 @@ def _lands_in_body(frame: FrameType, entry_frame: FrameType | None) -> bool:
         # outside its handlers (cpython#130279).
         return not stack_has_handler_holes(frame, until=entry_frame)
     return not at_handler_hole(frame)
+
+
+class Callback:
+    """A function the watchdog runs on its own thread at a deadline (see `call_at`)."""
+
+    __slots__ = ("_armed", "_deadline", "_entry_frame", "_fired", "_thread_id", "function")
+
+    def __init__(self, deadline: float, function: Callable[[], object]) -> None:
+        self._deadline = deadline
+        self.function = function
+        self._armed = True
+        self._fired = False
+        self._entry_frame = None
+        self._thread_id = native_thread_id()  # survives a fork only in the forking thread
+
+
+class Delivery:
+    """An exception on its way into a thread (see `deliver`)."""
+
+    __slots__ = (
+        "_armed", "_deadline", "_entry_frame", "_fire_attempts", "_fired", "_injectable",
+        "_thread_id",
+    )
+
+    def __init__(
+        self, thread_id: int, exception: BaseException, entry_frame: FrameType | None
+    ) -> None:
+        self._thread_id = thread_id
+        self._injectable = raising_on_landing(exception)
+        self._entry_frame = entry_frame
+        self._deadline = time.monotonic()
+        self._armed = True
+        self._fired = False
+        self._fire_attempts = 0

@@ -1,0 +1,450 @@
+"""`signal.alarm`-style timeouts that work in any thread or greenlet.
+
+    from celery_timeouts import compat as signal
+
+keeps code written for SIGALRM working where SIGALRM cannot reach: every worker thread,
+gevent greenlet and eventlet green thread gets its own alarm clock and its own SIGALRM
+handler, as if it were a process of its own. In the main thread (outside greenlets)
+each call goes straight to the stdlib, where SIGALRM already works.
+
+Off the main thread the handler runs where a signal handler cannot: in a worker thread
+on the library's watchdog thread, in a greenlet on the hub. It gets the frame of the
+interrupted code, and what it raises is raised in the interrupted thread or greenlet
+(the same exception object). Keep handlers short, as for a real signal handler.
+A thread blocked in C sees that exception only once it is back in Python.
+
+`patch()` does the same for code that calls the stdlib `signal` module directly.
+Every other name (`SIGINT`, `SIG_DFL`, `pause`, ...) is the stdlib's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import operator
+import signal as _stdlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from types import FrameType
+from typing import Any
+
+from ._context import eventlet_context, gevent_context, native_thread_id
+from ._unwind import protected
+from .exceptions import TaskTimeout
+
+SIGALRM = _stdlib.SIGALRM
+ITIMER_REAL = _stdlib.ITIMER_REAL
+SIG_DFL = _stdlib.SIG_DFL
+SIG_IGN = _stdlib.SIG_IGN
+
+_Handler = Callable[[int, FrameType | None], Any] | int | None
+
+# The stdlib functions as they were when this module was imported: what the main thread
+# calls, and what unpatch() puts back.
+_PATCHABLE = ("signal", "getsignal", "alarm", "setitimer", "getitimer")
+_ORIGINALS: dict[str, Any] = {
+    name: getattr(_stdlib, name) for name in _PATCHABLE if hasattr(_stdlib, name)
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Everything this module does not emulate is the stdlib's own."""
+    try:
+        return getattr(_stdlib, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(dir(_stdlib)))
+
+
+# -- the public functions -------------------------------------------------------------------
+
+
+@protected
+def signal(signalnum: int, handler: _Handler) -> _Handler:
+    """`signal.signal`; for SIGALRM off the main thread, this thread's/greenlet's handler."""
+    if signalnum != SIGALRM or (driver := _driver()) is None:
+        return _ORIGINALS["signal"](signalnum, handler)  # type: ignore[no-any-return]
+    if not (callable(handler) or handler in (SIG_DFL, SIG_IGN)):
+        raise TypeError(
+            f"signal handler must be signal.SIG_IGN, signal.SIG_DFL, or a callable object, "
+            f"got {handler!r}"
+        )
+    clock = _clock(driver, create=True)
+    assert clock is not None
+    previous, clock.handler = clock.handler, handler
+    return previous
+
+
+def getsignal(signalnum: int) -> _Handler:
+    """`signal.getsignal`; for SIGALRM off the main thread, this thread's/greenlet's handler."""
+    if signalnum != SIGALRM or (driver := _driver()) is None:
+        return _ORIGINALS["getsignal"](signalnum)  # type: ignore[no-any-return]
+    clock = _clock(driver, create=False)
+    return SIG_DFL if clock is None else clock.handler
+
+
+@protected
+def alarm(seconds: int) -> int:
+    """`signal.alarm`: SIGALRM in `seconds` (0 cancels); returns what was left, rounded."""
+    try:
+        whole = operator.index(seconds)
+    except TypeError:
+        raise TypeError(
+            f"alarm() takes a whole number of seconds, got {seconds!r}; "
+            f"use setitimer(ITIMER_REAL, {seconds!r}) for fractions of a second"
+        ) from None
+    if whole < 0:
+        raise ValueError(f"alarm() takes seconds >= 0 (0 cancels), got {whole}")
+    driver = _driver()
+    if driver is None:
+        return _ORIGINALS["alarm"](whole)  # type: ignore[no-any-return]
+    left, _ = _set_timer(driver, float(whole), 0.0, sys._getframe(1))
+    return _round_like_alarm(left)
+
+
+@protected
+def setitimer(which: int, seconds: float, interval: float = 0.0) -> tuple[float, float]:
+    """`signal.setitimer`; ITIMER_REAL off the main thread is this thread's/greenlet's own.
+
+    Returns the previous (delay, interval). `seconds=0` disarms; `interval > 0` repeats.
+    ITIMER_VIRTUAL and ITIMER_PROF measure the whole process's CPU time: they go to the
+    stdlib unchanged.
+    """
+    if which != ITIMER_REAL or (driver := _driver()) is None:
+        return _ORIGINALS["setitimer"](which, seconds, interval)  # type: ignore[no-any-return]
+    delay = _validate_seconds("seconds", seconds)
+    repeat = _validate_seconds("interval", interval)
+    return _set_timer(driver, delay, repeat, sys._getframe(1))
+
+
+def getitimer(which: int) -> tuple[float, float]:
+    """`signal.getitimer`; ITIMER_REAL off the main thread is this thread's/greenlet's own."""
+    if which != ITIMER_REAL or (driver := _driver()) is None:
+        return _ORIGINALS["getitimer"](which)  # type: ignore[no-any-return]
+    clock = _clock(driver, create=False)
+    timer = None if clock is None else clock.timer
+    if timer is None:
+        return (0.0, 0.0)
+    return (max(timer.deadline - time.monotonic(), 0.0), timer.interval)
+
+
+# -- patching the stdlib ------------------------------------------------------------------------
+
+_patch_lock = threading.Lock()
+
+
+def patch() -> None:
+    """Make the stdlib `signal` module's SIGALRM functions per thread and per greenlet.
+
+    Process-wide and opt-in, for code that calls `signal.alarm` & co. itself. Only
+    SIGALRM and ITIMER_REAL change; every other signal behaves exactly as before.
+    Code that did `from signal import alarm` before the patch keeps the original:
+    patch early. Calling it again does nothing.
+    """
+    ours = globals()
+    with _patch_lock:
+        for name in _ORIGINALS:
+            setattr(_stdlib, name, ours[name])
+
+
+def unpatch() -> None:
+    """Put the stdlib's own functions back (the very same objects). Safe to repeat.
+
+    A function someone else replaced after `patch()` is left as they set it.
+    """
+    ours = globals()
+    with _patch_lock:
+        for name, original in _ORIGINALS.items():
+            if getattr(_stdlib, name) is ours[name]:
+                setattr(_stdlib, name, original)
+
+
+def is_patched() -> bool:
+    ours = globals()
+    return any(getattr(_stdlib, name) is ours[name] for name in _ORIGINALS)
+
+
+@contextlib.contextmanager
+def patched() -> Iterator[None]:
+    """`patch()` for the duration of a `with` block; unpatches only if it patched."""
+    already = is_patched()
+    patch()
+    try:
+        yield
+    finally:
+        if not already:
+            unpatch()
+
+
+# -- one alarm clock per thread / greenlet -----------------------------------------------------
+
+
+class _Timer:
+    """One arming of a clock's ITIMER_REAL."""
+
+    __slots__ = ("deadline", "entry_frame", "handle", "interval", "seconds")
+
+    def __init__(
+        self, seconds: float, interval: float, entry_frame: FrameType | None, start: float
+    ) -> None:
+        self.seconds = seconds
+        self.deadline = start + seconds
+        self.interval = interval
+        self.entry_frame = entry_frame  # where the alarm was set: deliveries stay inside it
+        self.handle: Any = None  # the driver's timer
+
+
+class _Clock:
+    """A thread's or greenlet's own SIGALRM disposition and ITIMER_REAL."""
+
+    __slots__ = ("delivery", "driver", "generation", "handler", "owner", "timer")
+
+    def __init__(self, driver: _Driver, owner: object) -> None:
+        self.driver = driver
+        self.owner = owner  # the thread id or the greenlet
+        self.handler: _Handler = SIG_DFL
+        self.timer: _Timer | None = None
+        self.generation = 0  # counts the owner's alarm()/setitimer() calls
+        self.delivery: Any = None  # a handler's exception on its way in (threads)
+
+
+_clocks: ContextVar[_Clock | None] = ContextVar("celery_timeouts_alarm_clock", default=None)
+
+
+def _clock(driver: _Driver, *, create: bool) -> _Clock | None:
+    owner = driver.owner()
+    clock = _clocks.get()
+    if clock is None or clock.owner != owner:
+        # None yet, or one inherited with a copied context from another thread/greenlet.
+        if not create:
+            return None
+        clock = _Clock(driver, owner)
+        _clocks.set(clock)
+    return clock
+
+
+def _set_timer(
+    driver: _Driver, delay: float, interval: float, caller: FrameType
+) -> tuple[float, float]:
+    """Replace this context's ITIMER_REAL; return the old one's (remaining, interval)."""
+    clock = _clock(driver, create=True)
+    assert clock is not None
+    with driver.lock:
+        clock.generation += 1
+        old = clock.timer
+        previous = (0.0, 0.0)
+        if old is not None:
+            previous = (max(old.deadline - time.monotonic(), 0.0), old.interval)
+            driver.stop(old)
+            clock.timer = None
+        if clock.delivery is not None:
+            # The handler already ran, but its exception has not landed yet: the owner
+            # moved on (typically `alarm(0)` at the end of the block), so it never will.
+            driver.withdraw(clock.delivery)
+            clock.delivery = None
+        if delay > 0:
+            entry_frame = caller if driver.needs_entry_frame else None
+            clock.timer = _Timer(delay, interval, entry_frame, time.monotonic())
+            driver.start(clock, clock.timer)
+    return previous
+
+
+def _on_deadline(clock: _Clock, timer: _Timer) -> None:
+    """The clock's timer expired: what the kernel and the interpreter do for SIGALRM."""
+    driver = clock.driver
+    with driver.lock:
+        if clock.timer is not timer:
+            return  # re-armed or cancelled meanwhile
+        clock.timer = None
+        if timer.interval > 0:
+            following = _Timer(timer.interval, timer.interval, timer.entry_frame, timer.deadline)
+            clock.timer = following
+            driver.start(clock, following)
+        generation = clock.generation
+        handler = clock.handler
+    frame = driver.frame_of(clock.owner)
+    if frame is None:
+        return  # the thread or greenlet has ended
+    if handler == SIG_IGN:
+        return
+    try:
+        if callable(handler):
+            handler(int(SIGALRM), frame)
+        else:  # SIG_DFL would end the process; here it ends this thread's/greenlet's work
+            raise TaskTimeout(timer.seconds, driver.name)
+    except BaseException as raised:
+        driver.deliver(clock, generation, raised, timer)
+
+
+# -- drivers: how a clock's timer runs in each kind of context ---------------------------------
+
+
+class _Driver:
+    name: str
+    needs_entry_frame = False
+    # Greenlets of one hub never run at the same time as the hub: no lock needed.
+    lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+
+    def owner(self) -> object:
+        raise NotImplementedError
+
+    def start(self, clock: _Clock, timer: _Timer) -> None:
+        raise NotImplementedError
+
+    def stop(self, timer: _Timer) -> None:
+        raise NotImplementedError
+
+    def frame_of(self, owner: Any) -> FrameType | None:
+        raise NotImplementedError
+
+    def deliver(
+        self, clock: _Clock, generation: int, exception: BaseException, timer: _Timer
+    ) -> None:
+        """Raise the handler's `exception` in the owner, unless the owner has called
+        alarm()/setitimer() since `generation`: then it comes too late."""
+        raise NotImplementedError
+
+    def withdraw(self, delivery: Any) -> None:
+        """Greenlets receive the exception at once: there is never anything to withdraw."""
+
+
+class _ThreadDriver(_Driver):
+    """A worker thread: the watchdog thread runs the handler and injects what it raised."""
+
+    name = "thread"
+    needs_entry_frame = sys.version_info >= (3, 13)  # see watchdog._DELIVERED_AT_NEXT_CHECK
+
+    def __init__(self) -> None:
+        from .backends import get_backend
+        from .backends.watchdog import WatchdogBackend
+
+        watchdog = get_backend("thread")
+        assert isinstance(watchdog, WatchdogBackend)
+        self._watchdog = watchdog
+        self.lock = threading.Lock()  # the owner thread and the watchdog share its clocks
+
+    def owner(self) -> object:
+        return native_thread_id()
+
+    def start(self, clock: _Clock, timer: _Timer) -> None:
+        timer.handle = self._watchdog.call_at(
+            timer.deadline, lambda: _on_deadline(clock, timer)
+        )
+
+    def stop(self, timer: _Timer) -> None:
+        self._watchdog.cancel(timer.handle)
+
+    def frame_of(self, owner: Any) -> FrameType | None:
+        return sys._current_frames().get(owner)
+
+    def deliver(
+        self, clock: _Clock, generation: int, exception: BaseException, timer: _Timer
+    ) -> None:
+        with self.lock:
+            if clock.generation == generation:
+                thread_id: int = clock.owner  # type: ignore[assignment]
+                clock.delivery = self._watchdog.deliver(thread_id, exception, timer.entry_frame)
+
+    def withdraw(self, delivery: Any) -> None:
+        self._watchdog.cancel(delivery)
+
+
+class _GreenDriver(_Driver):
+    """A greenlet: a hub timer runs the handler and throws what it raised into it."""
+
+    def owner(self) -> object:
+        return sys.modules["greenlet"].getcurrent()
+
+    def frame_of(self, owner: Any) -> FrameType | None:
+        return None if owner.dead else owner.gr_frame
+
+    def deliver(
+        self, clock: _Clock, generation: int, exception: BaseException, timer: _Timer
+    ) -> None:
+        if clock.generation == generation:
+            owner: Any = clock.owner
+            owner.throw(exception)  # the greenlet runs now, from where it switched out
+
+
+class _GeventDriver(_GreenDriver):
+    name = "gevent"
+
+    def start(self, clock: _Clock, timer: _Timer) -> None:
+        from gevent import get_hub
+
+        delay = max(timer.deadline - time.monotonic(), 0.0)
+        timer.handle = get_hub().loop.timer(delay)
+        timer.handle.start(_on_deadline, clock, timer, update=True)
+
+    def stop(self, timer: _Timer) -> None:
+        timer.handle.close()
+
+
+class _EventletDriver(_GreenDriver):
+    name = "eventlet"
+
+    def start(self, clock: _Clock, timer: _Timer) -> None:
+        from eventlet.hubs import get_hub
+
+        delay = max(timer.deadline - time.monotonic(), 0.0)
+        timer.handle = get_hub().schedule_call_global(delay, _on_deadline, clock, timer)
+
+    def stop(self, timer: _Timer) -> None:
+        timer.handle.cancel()
+
+
+_drivers: dict[str, _Driver] = {}
+
+
+def _driver() -> _Driver | None:
+    """How SIGALRM is emulated for the caller; None where the stdlib's real one works."""
+    if gevent_context() is not None:
+        kind: str = "gevent"
+    elif eventlet_context() is not None:
+        kind = "eventlet"
+    elif native_thread_id() == threading.main_thread().ident:
+        return None
+    else:
+        kind = "thread"
+    driver = _drivers.get(kind)
+    if driver is None:
+        driver = _drivers.setdefault(kind, _DRIVER_CLASSES[kind]())
+    return driver
+
+
+_DRIVER_CLASSES: dict[str, type[_Driver]] = {
+    "thread": _ThreadDriver,
+    "gevent": _GeventDriver,
+    "eventlet": _EventletDriver,
+}
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _validate_seconds(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"setitimer() {name} must be a number of seconds, got {value!r}")
+    seconds = float(value)
+    if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
+        raise ValueError(
+            f"setitimer() {name} must be a finite number of seconds >= 0 (0 disarms), "
+            f"got {value!r}"
+        )
+    return seconds
+
+
+def _round_like_alarm(seconds: float) -> int:
+    """Linux's alarm(): the old alarm's remaining time to the nearest second, but at
+    least 1 if any was left (0 means there was none)."""
+    whole = int(seconds)
+    fraction = seconds - whole
+    if fraction >= 0.5 or (whole == 0 and fraction > 0):
+        whole += 1
+    return whole
