@@ -21,6 +21,7 @@ def portable_timeout(
     *,
     backend: str = "auto",
     exception: type[BaseException] = TaskTimeout,
+    catchable: bool = False,
 ) -> TimeoutScope:
     """A deadline `seconds` from entry, for a `with` block or for every call of a function.
 
@@ -30,10 +31,15 @@ def portable_timeout(
     'signal', 'thread', 'gevent', 'eventlet', 'asyncio'. On timeout the scope raises
     `exception` (default `TaskTimeout`, a `TimeoutError`).
 
+    Inside the body the timeout travels as a private `BaseException` that
+    `except Exception:` cannot swallow. With `catchable=True` the body is interrupted
+    with `exception` itself instead, so it can catch it, clean up and carry on, and the
+    scope does not raise again (Celery's soft time limit works this way).
+
     Raises TypeError/ValueError for bad `seconds`, `backend` or `exception`, and
     `BackendUnavailable` on entry when an explicitly chosen backend cannot run there.
     """
-    return TimeoutScope(seconds, backend=backend, exception=exception)
+    return TimeoutScope(seconds, backend=backend, exception=exception, catchable=catchable)
 
 
 __all__ = [

@@ -21,7 +21,11 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def decorate(
-    wrapped: _F, seconds: float | None, backend: str, exception: type[BaseException]
+    wrapped: _F,
+    seconds: float | None,
+    backend: str,
+    exception: type[BaseException],
+    catchable: bool,
 ) -> _F:
     target = getattr(wrapped, "__func__", wrapped)  # classmethod / staticmethod objects
     if not callable(target):
@@ -37,7 +41,7 @@ def decorate(
         async def timed_coroutine(
             call: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> Any:
-            async with scope(seconds, backend, exception):
+            async with scope(seconds, backend, exception, catchable):
                 return await call(*args, **kwargs)
 
         return cast(_F, timed_coroutine(wrapped))
@@ -49,7 +53,7 @@ def decorate(
     def timed(
         call: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        with scope(seconds, backend, exception):
+        with scope(seconds, backend, exception, catchable):
             return call(*args, **kwargs)
 
     return cast(_F, timed(wrapped))

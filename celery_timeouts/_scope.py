@@ -17,7 +17,12 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from ._unwind import ScopeTimeout, exit_entry, protected
-from ._validation import validate_backend, validate_exception, validate_seconds
+from ._validation import (
+    validate_backend,
+    validate_catchable,
+    validate_exception,
+    validate_seconds,
+)
 from .backends import resolve
 from .backends.base import Backend
 from .exceptions import TaskTimeout, _describe
@@ -47,6 +52,7 @@ class TimeoutScope:
         "_backend",
         "_cancel_sent",
         "_cancelling",
+        "_catchable",
         "_deadline",
         "_effective_deadline",
         "_entry_frame",
@@ -54,6 +60,7 @@ class TimeoutScope:
         "_fire_attempts",
         "_fired",
         "_handle",
+        "_in_body",
         "_parent",
         "_requested",
         "_state",
@@ -84,21 +91,24 @@ class TimeoutScope:
         *,
         backend: str = "auto",
         exception: type[BaseException] = TaskTimeout,
+        catchable: bool = False,
     ) -> None:
         self.seconds: float | None = validate_seconds(seconds)
         self._requested = validate_backend(backend)
         self._exception = validate_exception(exception)
+        self._catchable = validate_catchable(catchable)
         self._reset()
 
     @classmethod
     def _trusted(
-        cls, seconds: float | None, backend: str, exception: type[BaseException]
+        cls, seconds: float | None, backend: str, exception: type[BaseException], catchable: bool
     ) -> TimeoutScope:
         """A fresh scope from settings validated once, at decoration time."""
         scope = _new_scope(cls)
         scope.seconds = seconds
         scope._requested = backend
         scope._exception = exception
+        scope._catchable = catchable
         # As _reset(), inlined: this runs on every decorated call.
         scope.deadline = scope.backend = scope._backend = None
         scope._state = _INIT
@@ -163,7 +173,7 @@ class TimeoutScope:
         self._leave()
         if exc is not None:
             self._settle(exc)
-        elif self._fired or self._fire_attempts:
+        elif (self._fired or self._fire_attempts) and not self._catchable:
             # The body swallowed the timeout, or finished while the watchdog was still
             # waiting for a safe place to deliver it: the deadline holds either way.
             self._fired = True
@@ -199,7 +209,7 @@ class TimeoutScope:
         """Decorate a function, method or coroutine function: each call gets a fresh scope."""
         from ._decorate import decorate
 
-        return decorate(wrapped, self.seconds, self._requested, self._exception)
+        return decorate(wrapped, self.seconds, self._requested, self._exception, self._catchable)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -252,8 +262,16 @@ class TimeoutScope:
                 self._fired = True
                 self._raise_timeout(exc)
             return  # an enclosing scope's timeout: let it through
-        if exc is None and self._fired:
+        if exc is None and self._fired and not self._catchable:
             self._raise_timeout(None)  # the body swallowed it: the deadline still holds
+
+    @protected
+    def _unwinding(self) -> BaseException:
+        """What the body is interrupted with: the private `ScopeTimeout`, or for a
+        catchable scope the public exception itself."""
+        if self._catchable:
+            return self._public_exception(None)
+        return ScopeTimeout(self)
 
     @protected
     def _raise_timeout(self, unwinding: BaseException | None) -> None:
@@ -285,7 +303,7 @@ class TimeoutScope:
         """
         self._leave()
         if self is not owner:
-            return ScopeTimeout(owner)  # on its way to the scope that owns it
+            return owner._unwinding()  # on its way to the scope that owns it
         self._fired = True
         if exc is None or (isinstance(exc, ScopeTimeout) and exc.scope is self):
             return self._public_exception(None)

@@ -53,18 +53,34 @@ class _Landing(type):
     """
 
     scope: TimeoutScope
+    landed: Callable[[], object]
 
     def __call__(cls, *args: object) -> BaseException:
+        cls.landed()
         frame = sys._getframe(1)
         if frame.f_code in _EXIT_ENTRIES and frame.f_lasti <= _EXIT_ENTRIES[frame.f_code]:
             exiting: TimeoutScope = frame.f_locals["self"]
             return exiting._exit_before_it_ran(cls.scope, frame.f_locals["exc"])
-        return ScopeTimeout(cls.scope)
+        unwinding = cls.scope._unwinding()
+        if isinstance(unwinding, ScopeTimeout):
+            return unwinding
+        # A catchable scope's own exception: raised, not returned, or 3.10 and 3.11
+        # would keep this class as the exception's type when matching `except` clauses.
+        raise unwinding
 
 
-def injectable(scope: TimeoutScope) -> type[ScopeTimeout]:
-    """A class to hand to PyThreadState_SetAsyncExc, which raises classes, not instances."""
-    namespace = {"scope": scope, "__module__": __name__}
+def _nothing() -> None:
+    return None
+
+
+def injectable(
+    scope: TimeoutScope, landed: Callable[[], object] = _nothing
+) -> type[ScopeTimeout]:
+    """A class to hand to PyThreadState_SetAsyncExc, which raises classes, not instances.
+
+    `landed` runs where it lands, first: the injector learns that nothing is pending.
+    """
+    namespace = {"scope": scope, "landed": staticmethod(landed), "__module__": __name__}
     return cast(type[ScopeTimeout], _Landing("ScopeTimeout", (ScopeTimeout,), namespace))
 
 
@@ -72,8 +88,10 @@ class _Relaying(type):
     """Metaclass of an injected foreign exception (see `raising_on_landing`)."""
 
     exception: BaseException
+    landed: Callable[[], object]
 
     def __call__(cls, *args: object) -> BaseException:
+        cls.landed()
         frame = sys._getframe(1)
         if frame.f_code in _EXIT_ENTRIES and frame.f_lasti <= _EXIT_ENTRIES[frame.f_code]:
             # It reached a scope's __exit__ before that exit ran (3.13): the exit will
@@ -84,10 +102,12 @@ class _Relaying(type):
         raise cls.exception
 
 
-def raising_on_landing(exception: BaseException) -> type[BaseException]:
+def raising_on_landing(
+    exception: BaseException, landed: Callable[[], object] = _nothing
+) -> type[BaseException]:
     """A class to hand to PyThreadState_SetAsyncExc that raises `exception` itself,
-    the same object, where it lands."""
-    namespace = {"exception": exception, "__module__": __name__}
+    the same object, where it lands (after running `landed`)."""
+    namespace = {"exception": exception, "landed": staticmethod(landed), "__module__": __name__}
     return cast(type[BaseException], _Relaying("RelayedException", (BaseException,), namespace))
 
 

@@ -71,3 +71,9 @@ def validate_exception(exception: object) -> type[BaseException]:
 
 def _valid_list() -> str:
     return ", ".join(repr(n) for n in (AUTO, *BACKEND_NAMES))
+
+
+def validate_catchable(catchable: object) -> bool:
+    if not isinstance(catchable, bool):
+        raise TypeError(f"catchable must be True or False, got {catchable!r}")
+    return catchable

@@ -11,7 +11,6 @@ import math
 import time
 
 from ._scope import TimeoutScope, current_scope
-from ._unwind import ScopeTimeout
 from .backends.base import Backend
 
 
@@ -41,7 +40,7 @@ def check() -> None:
     owner = _earliest_expired(scope, now)
     if owner._backend is not None:
         owner._backend.claim(owner)  # the backend must not deliver it a second time
-    raise ScopeTimeout(owner)
+    raise owner._unwinding()
 
 
 def sleep(seconds: float) -> None:

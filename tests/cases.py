@@ -169,6 +169,76 @@ def case_custom_exception(expected_backend: str) -> None:
     assert type(error) is Slow and "exceeded 0.1 s timeout" in str(error), repr(error)
 
 
+class Soft(Exception):
+    """Stands in for Celery's SoftTimeLimitExceeded."""
+
+
+def case_catchable_is_raised_in_the_body_which_carries_on(expected_backend: str) -> None:
+    caught = []
+
+    def body():
+        with portable_timeout(0.1, exception=Soft, catchable=True) as scope:
+            try:
+                spin(10)
+            except Soft as error:  # the public exception itself, where the body was
+                caught.append(error)
+                spin(0.2)  # clean-up: not interrupted again
+            return scope
+
+    scope, elapsed = _timed(body)
+    assert not isinstance(scope, BaseException), repr(scope)
+    assert scope.fired and scope.state.value == "exited"
+    assert len(caught) == 1 and type(caught[0]) is Soft, caught
+    assert "exceeded 0.1 s timeout" in str(caught[0])
+    assert 0.29 <= elapsed < 0.3 + SLACK, elapsed
+    assert current_scope() is None
+
+
+def case_catchable_uncaught_leaves_as_itself(expected_backend: str) -> None:
+    def body():
+        with portable_timeout(0.1, exception=Soft, catchable=True):
+            spin(10)
+
+    error, elapsed = _timed(body)
+    assert type(error) is Soft, repr(error)
+    assert 0.09 <= elapsed < 0.1 + SLACK, elapsed
+
+
+def case_catchable_soft_inside_a_hard_limit(expected_backend: str) -> None:
+    # Celery's pairing: the soft limit is caught and the task keeps working; the hard
+    # limit then ends it, and `except Exception:` cannot stop that.
+    events = []
+
+    def body():
+        with portable_timeout(0.5):
+            with portable_timeout(0.1, exception=Soft, catchable=True):
+                try:
+                    spin(10)
+                except Soft:
+                    events.append("soft")
+                    try:
+                        spin(10)
+                    except Exception:  # noqa: BLE001 - task code that catches too much
+                        events.append("swallowed")
+
+    error, elapsed = _timed(body)
+    assert isinstance(error, TaskTimeout) and "0.5 s" in str(error), repr(error)
+    assert events == ["soft"], events
+    assert 0.45 <= elapsed < 0.5 + SLACK, elapsed
+
+
+def case_catchable_decorator_and_check(expected_backend: str) -> None:
+    @portable_timeout(0.05, exception=Soft, catchable=True)
+    def polls():
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            check()
+        return "not reached"
+
+    error, _ = _timed(polls)
+    assert type(error) is Soft, repr(error)
+
+
 def case_decorator_kinds(expected_backend: str) -> None:
     class Worker:
         factor = 3

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._context import eventlet_context
-from .._unwind import ScopeTimeout, protected
+from .._unwind import protected
 from .base import Backend
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class _ThrowTimer:
             self._scope = None
             if scope is not None and not scope._fired:
                 scope._fired = True
-                self._greenlet.throw(ScopeTimeout(scope))
+                self._greenlet.throw(scope._unwinding())
 
     def cancel(self) -> None:
         if not self.called:

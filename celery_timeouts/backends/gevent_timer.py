@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._context import gevent_context
-from .._unwind import ScopeTimeout, protected
+from .._unwind import protected
 from .base import Backend
 
 if TYPE_CHECKING:
@@ -55,4 +55,4 @@ def _throw(scope: TimeoutScope, greenlet: Any) -> None:
     """Runs in the hub when the deadline passes: raise in the scope's greenlet."""
     if not scope._fired:
         scope._fired = True
-        greenlet.throw(ScopeTimeout(scope))
+        greenlet.throw(scope._unwinding())

@@ -20,7 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .._context import signal_unavailable_reason
-from .._unwind import ScopeTimeout, at_handler_hole, in_protected_code, protected
+from .._unwind import at_handler_hole, in_protected_code, protected
 from .base import Backend
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ class SignalBackend(Backend):
         target = min(due, key=_deadline_of)
         target._fired = True
         self._rearm()
-        raise ScopeTimeout(target)
+        raise target._unwinding()
 
     @protected
     def _fire_user_timer(

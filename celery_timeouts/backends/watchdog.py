@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import dis
+import functools
 import heapq
 import itertools
 import logging
@@ -242,10 +243,11 @@ class WatchdogBackend(Backend):
         if not _lands_in_body(frame, scope._entry_frame):
             return False
         position = (frame, frame.f_lasti)
+        landed = functools.partial(self._landed, thread_id, scope)
         if isinstance(scope, Delivery):
-            _set_async_exc(thread_id, scope._injectable)
+            _set_async_exc(thread_id, raising_on_landing(scope._exception, landed))
         else:
-            _set_async_exc(thread_id, injectable(scope))
+            _set_async_exc(thread_id, injectable(scope, landed))
         # If the target moved while we were deciding, take it back and try again.
         frame_now = sys._current_frames().get(thread_id)
         if frame_now is None or (frame_now, frame_now.f_lasti) != position:
@@ -254,6 +256,14 @@ class WatchdogBackend(Backend):
         self._pending[thread_id] = scope
         scope._fired = True
         return True
+
+    def _landed(self, thread_id: int, item: TimeoutScope | Delivery) -> None:
+        """Runs in the target thread where the injection lands: nothing is pending now,
+        so the watchdog may deliver the next deadline of that thread (an outer scope's,
+        say, while the body goes on after catching a catchable scope's exception)."""
+        pending = self._pending  # only this thread and the lock holder touch its entry
+        if pending.get(thread_id) is item:
+            pending.pop(thread_id, None)
 
     def _after_fork_in_child(self) -> None:
         # Only the forking thread survives; keep its scopes, drop the rest.
@@ -304,7 +314,7 @@ class Delivery:
     """An exception on its way into a thread (see `deliver`)."""
 
     __slots__ = (
-        "_armed", "_deadline", "_entry_frame", "_fire_attempts", "_fired", "_injectable",
+        "_armed", "_deadline", "_entry_frame", "_exception", "_fire_attempts", "_fired",
         "_thread_id",
     )
 
@@ -312,7 +322,7 @@ class Delivery:
         self, thread_id: int, exception: BaseException, entry_frame: FrameType | None
     ) -> None:
         self._thread_id = thread_id
-        self._injectable = raising_on_landing(exception)
+        self._exception = exception
         self._entry_frame = entry_frame
         self._deadline = time.monotonic()
         self._armed = True
