@@ -12,6 +12,7 @@ from ._scope import ScopeState, TimeoutScope, current_scope
 from .backends import BackendChoice, detect_backend
 from .cooperative import check, remaining, sleep
 from .exceptions import BackendUnavailable, TaskTimeout
+from .integration import enable_time_limits
 
 __version__ = "0.1.0.dev0"
 
@@ -51,6 +52,7 @@ __all__ = [
     "check",
     "current_scope",
     "detect_backend",
+    "enable_time_limits",
     "portable_timeout",
     "remaining",
     "sleep",

@@ -1,0 +1,78 @@
+"""`enable_time_limits(app)`: the stock `celery worker` command, with limits on every pool."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import weakref
+from typing import Any
+
+from .pools import REPLACEMENTS
+from .pools.options import PoolOptions, set_options
+
+logger = logging.getLogger("celery_timeouts.pools")
+
+_enabled: weakref.WeakSet[Any] = weakref.WeakSet()
+_connect_lock = threading.Lock()
+_connected = False
+
+
+def enable_time_limits(
+    app: Any,
+    *,
+    abandon_after: float = 0.5,
+    max_abandoned_threads: int | None = 16,
+) -> None:
+    """Make `soft_time_limit` and `time_limit` work on every pool of `app`'s workers.
+
+    At worker start-up (Celery's `worker_init` signal, sent before the worker loads its
+    pool) the stock solo, threads, gevent and eventlet pools are replaced by
+    `celery_timeouts.pools` subclasses; prefork is left alone (billiard already enforces
+    both limits, by killing the child). Call it once where the app is defined; calling
+    it again only updates the options. Other apps in the process are not affected.
+
+    `abandon_after`: seconds after its hard limit that a `-P threads` task stuck in C
+    is reported as `TimeLimitExceeded` and its thread replaced.
+    `max_abandoned_threads`: how many such threads may still be running before the
+    worker asks for a warm restart (SIGHUP); None never asks.
+    """
+    global _connected
+    options = PoolOptions(
+        abandon_after=abandon_after, max_abandoned_threads=max_abandoned_threads
+    )
+    set_options(app, options)
+    _enabled.add(app)
+    with _connect_lock:
+        if not _connected:
+            from celery import signals
+
+            signals.worker_init.connect(_use_our_pool, weak=False)
+            _connected = True
+
+
+def _use_our_pool(sender: Any = None, **_: Any) -> None:
+    """worker_init handler: swap the worker's stock pool class for ours."""
+    worker = sender
+    if worker is None or getattr(worker, "app", None) not in _enabled:
+        return
+    from celery.concurrency import get_implementation
+
+    stock = get_implementation(worker.pool_cls)
+    name = f"{stock.__module__}:{stock.__qualname__}"
+    replacement = REPLACEMENTS.get(name)
+    if replacement is None:
+        if name == "celery.concurrency.prefork:TaskPool":
+            logger.info(
+                "celery-timeouts: prefork pool — soft and hard limits enforced by Celery "
+                "itself (left unchanged)"
+            )
+        else:
+            logger.warning(
+                "celery-timeouts: pool %s is not one celery-timeouts knows; its time "
+                "limits are left as they are",
+                name,
+            )
+        return
+    module_name, class_name = replacement.split(":")
+    worker.pool_cls = getattr(importlib.import_module(module_name), class_name)

@@ -1,0 +1,35 @@
+"""What the gevent and eventlet pools share: the job runner spawned per task."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._limits import run_job
+
+
+def run_green_job(
+    target: Callable[..., Any],
+    args: Any,
+    kwargs: Any,
+    callback: Callable[..., Any] | None,
+    accept_callback: Callable[..., Any] | None,
+    pid: Any = None,
+    *,
+    soft: float | None,
+    hard: float | None,
+    timeout_callback: Callable[..., Any] | None,
+    **_: Any,
+) -> None:
+    """Spawned as the task's greenlet: its limits are hub timers of that greenlet."""
+    run_job(
+        target, args, kwargs, callback, accept_callback, pid,
+        soft=soft, hard=hard, timeout_callback=timeout_callback,
+    )
+
+
+GREEN_LIMITS_LOG = (
+    "celery-timeouts: %s pool — soft and hard limits enforced by hub timers in each "
+    "task's greenlet; a task that never yields to the hub (a pure CPU loop) is not "
+    "interrupted"
+)

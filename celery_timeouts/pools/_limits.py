@@ -1,0 +1,82 @@
+"""Run one Celery job with its soft and hard time limits, as the prefork pool would.
+
+Celery's `Request.execute_using_pool` hands every pool the job's limits (`soft_timeout`,
+`timeout`) and a `timeout_callback`; only prefork uses them. Here:
+
+- the soft limit raises `SoftTimeLimitExceeded` inside the task body, where the task can
+  catch it and clean up (a catchable scope);
+- the hard limit unwinds the body as a `BaseException` that `except Exception:` cannot
+  stop, and the job ends through Celery's own `timeout_callback(False, seconds)`, so the
+  result backend, the `task_failure` signal, events and acks_late behave as on prefork.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from celery.concurrency.base import apply_target
+from celery.exceptions import SoftTimeLimitExceeded
+
+from .._scope import TimeoutScope
+
+logger = logging.getLogger("celery_timeouts.pools")
+
+Callback = Callable[..., Any] | None
+
+
+class HardTimeLimitReached(BaseException):
+    """Leaves the job once its hard limit has unwound the task body (never seen by tasks)."""
+
+
+def effective_limit(requested: float | None, worker_default: float | None) -> float | None:
+    """The job's limit: the request's (task option or apply_async), else the worker's
+    --time-limit/--soft-time-limit; None (or 0) means no limit."""
+    limit = requested if requested else worker_default
+    if not limit or isinstance(limit, bool):
+        return None
+    limit = float(limit)
+    if math.isnan(limit) or limit <= 0 or math.isinf(limit):
+        return None
+    return limit
+
+
+def run_job(
+    target: Callable[..., Any],
+    args: Any,
+    kwargs: Any,
+    callback: Callback,
+    accept_callback: Callback,
+    pid: int | None = None,
+    *,
+    soft: float | None,
+    hard: float | None,
+    timeout_callback: Callback,
+) -> None:
+    """Run a job under its limits; returns once its callbacks have run."""
+    soft_fired = False
+
+    def limited_target(*target_args: Any, **target_kwargs: Any) -> Any:
+        nonlocal soft_fired
+        # Outer: the hard limit. Inner: the soft one, raised where the body is.
+        with TimeoutScope._trusted(hard, "auto", HardTimeLimitReached, False):
+            soft_scope = TimeoutScope._trusted(soft, "auto", SoftTimeLimitExceeded, True)
+            try:
+                with soft_scope:
+                    return target(*target_args, **target_kwargs)
+            finally:
+                soft_fired = soft_scope.fired
+
+    try:
+        apply_target(
+            limited_target, args, kwargs, callback, accept_callback, pid,
+            propagate=(HardTimeLimitReached,),
+        )
+    except HardTimeLimitReached:
+        if timeout_callback is not None:
+            timeout_callback(False, hard)
+    finally:
+        if soft_fired and timeout_callback is not None:
+            timeout_callback(True, soft)  # Celery logs "Soft time limit exceeded"

@@ -1,0 +1,47 @@
+"""Per-app settings given to `enable_time_limits(app, ...)`, read by the pools."""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PoolOptions:
+    """How the pools enforce limits; `enable_time_limits` documents each field."""
+
+    abandon_after: float = 0.5
+    max_abandoned_threads: int | None = 16
+    eager: bool = False
+
+    def __post_init__(self) -> None:
+        grace = self.abandon_after
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not (
+            math.isfinite(grace) and grace >= 0
+        ):
+            raise ValueError(
+                f"abandon_after must be a number of seconds >= 0, got {grace!r}"
+            )
+        cap = self.max_abandoned_threads
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+            raise ValueError(
+                f"max_abandoned_threads must be an int >= 0 or None (no restart), got {cap!r}"
+            )
+        if not isinstance(self.eager, bool):
+            raise TypeError(f"eager must be True or False, got {self.eager!r}")
+
+
+_by_app: weakref.WeakKeyDictionary[Any, PoolOptions] = weakref.WeakKeyDictionary()
+
+
+def set_options(app: Any, options: PoolOptions) -> None:
+    _by_app[app] = options
+
+
+def options_for(app: Any) -> PoolOptions:
+    """The app's options; the defaults for a pool chosen with `-P custom` alone."""
+    if app is None:
+        return PoolOptions()
+    return _by_app.get(app) or PoolOptions()

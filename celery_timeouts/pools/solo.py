@@ -1,0 +1,47 @@
+"""`-P solo` with time limits: the task runs in the worker's main thread, so both limits
+use SIGALRM (the signal backend), which also interrupts blocking calls there."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from celery.concurrency import solo as stock
+
+from ._limits import effective_limit, logger, run_job
+
+
+class TaskPool(stock.TaskPool):
+    """Celery's solo pool, with soft and hard time limits."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_apply = self._apply_with_limits  # the stock pool assigns apply_target here
+        self._soft_default: float | None = self.options.get("soft_timeout")
+        self._hard_default: float | None = self.options.get("timeout")
+
+    def on_start(self) -> None:
+        super().on_start()
+        logger.info(
+            "celery-timeouts: solo pool — soft and hard limits enforced by SIGALRM in the "
+            "main thread"
+        )
+
+    def _apply_with_limits(
+        self,
+        target: Callable[..., Any],
+        args: Any = None,
+        kwargs: Any = None,
+        callback: Callable[..., Any] | None = None,
+        accept_callback: Callable[..., Any] | None = None,
+        timeout_callback: Callable[..., Any] | None = None,
+        soft_timeout: float | None = None,
+        timeout: float | None = None,
+        **_: Any,
+    ) -> None:
+        run_job(
+            target, args, kwargs, callback, accept_callback,
+            soft=effective_limit(soft_timeout, self._soft_default),
+            hard=effective_limit(timeout, self._hard_default),
+            timeout_callback=timeout_callback,
+        )

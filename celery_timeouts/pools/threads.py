@@ -1,0 +1,293 @@
+"""`-P threads` with time limits, autoscale, and threads that cannot be stuck for ever.
+
+Celery's stock thread pool is a `ThreadPoolExecutor`: it drops the limits and has no
+`grow`/`shrink`, so `--autoscale` crashes the worker. This pool runs its own worker
+threads from one queue:
+
+- soft and hard limits come from the shared watchdog thread (`run_job`);
+- a task stuck in C past its hard limit (`time.sleep(60)`, a socket read without
+  timeout) cannot be interrupted. Shortly after the hard limit its result is stored as
+  `TimeLimitExceeded` anyway, its thread is abandoned (whatever it returns later is
+  ignored) and a fresh thread takes its slot, so the pool keeps its concurrency;
+- `grow`, `shrink` and `num_processes` serve `--autoscale` and `celery control
+  pool_grow/pool_shrink`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from celery.concurrency import thread as stock
+
+from ..backends import get_backend
+from ..backends.watchdog import Callback as WatchdogCallback
+from ..backends.watchdog import WatchdogBackend
+from ._limits import effective_limit, logger, run_job
+from .options import options_for
+
+_RETIRE = None  # put on the queue: one worker thread finishes
+
+
+class _Job:
+    """One task run; the worker thread and the abandoning watchdog race to finish it."""
+
+    __slots__ = (
+        "__weakref__", "_finished", "_lock", "abandon_timer", "accept_callback", "args",
+        "callback", "hard", "kwargs", "soft", "target", "timeout_callback", "worker",
+    )
+
+    def __init__(
+        self,
+        target: Callable[..., Any],
+        args: Any,
+        kwargs: Any,
+        callback: Callable[..., Any] | None,
+        accept_callback: Callable[..., Any] | None,
+        timeout_callback: Callable[..., Any] | None,
+        soft: float | None,
+        hard: float | None,
+    ) -> None:
+        self.target = target
+        self.args = args
+        self.kwargs = kwargs
+        self.callback = callback
+        self.accept_callback = accept_callback
+        self.timeout_callback = timeout_callback
+        self.soft = soft
+        self.hard = hard
+        self._finished = False
+        self._lock = threading.Lock()
+        self.worker: _Worker | None = None
+        self.abandon_timer: WatchdogCallback | None = None
+
+    def finish(self) -> bool:
+        """Claim the right to report this job's outcome; False if already reported."""
+        with self._lock:
+            if self._finished:
+                return False
+            self._finished = True
+            return True
+
+    @property
+    def task_id(self) -> str:
+        # fast_trace_task / trace_task_ret take (task name, task id, ...).
+        args = self.args
+        return str(args[1]) if isinstance(args, (list, tuple)) and len(args) > 1 else "?"
+
+    def once(self, report: Callable[..., Any] | None) -> Callable[..., Any] | None:
+        """`report`, made to do nothing once the job has been reported by someone else."""
+        if report is None:
+            return None
+
+        def report_once(*args: Any, **kwargs: Any) -> Any:
+            if self.finish():
+                return report(*args, **kwargs)
+            return None
+
+        return report_once
+
+    def once_hard(self, report: Callable[..., Any] | None) -> Callable[..., Any] | None:
+        """A `timeout_callback` whose hard-limit report counts as the job's outcome."""
+        if report is None:
+            return None
+
+        def report_timeout(soft: bool, seconds: float | None) -> Any:
+            if soft or self.finish():  # a soft limit is only logged: not an outcome
+                return report(soft, seconds)
+            return None
+
+        return report_timeout
+
+
+class _Worker(threading.Thread):
+    def __init__(self, pool: TaskPool, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.pool = pool
+        self.abandoned = False
+        self.job: _Job | None = None
+
+    def run(self) -> None:
+        pool = self.pool
+        while not self.abandoned:
+            job = pool._jobs.get()
+            if job is _RETIRE:
+                break
+            self.job = job
+            job.worker = self
+            try:
+                self._run(job)
+            finally:
+                self.job = None
+        pool._worker_exited(self)
+
+    def _run(self, job: _Job) -> None:
+        if job.hard is not None:
+            job.abandon_timer = self.pool._watchdog.call_at(
+                time.monotonic() + job.hard + self.pool._abandon_after,
+                lambda: self.pool._abandon(job),
+            )
+        try:
+            # A job abandoned meanwhile has been reported already: `once` keeps it quiet.
+            run_job(
+                job.target, job.args, job.kwargs, job.once(job.callback),
+                job.accept_callback, soft=job.soft, hard=job.hard,
+                timeout_callback=job.once_hard(job.timeout_callback),
+            )
+        except BaseException:  # a task must never take a pool thread down
+            logger.exception("celery-timeouts: job %s failed in the pool", job.task_id)
+        finally:
+            if job.abandon_timer is not None:
+                self.pool._watchdog.cancel(job.abandon_timer)
+
+
+class TaskPool(stock.TaskPool):
+    """Celery's thread pool, with time limits, autoscale and stuck-thread replacement."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Celery's __init__ builds a ThreadPoolExecutor; this pool has its own threads.
+        stock.BasePool.__init__(self, *args, **kwargs)
+        settings = options_for(self.app)
+        self._abandon_after: float = settings.abandon_after
+        self._max_abandoned: int | None = settings.max_abandoned_threads
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._workers: set[_Worker] = set()
+        self._abandoned: set[_Worker] = set()
+        self._abandoned_total = 0
+        self._names = itertools.count(1)
+        watchdog = get_backend("thread")
+        assert isinstance(watchdog, WatchdogBackend)
+        self._watchdog = watchdog
+        self._soft_default: float | None = self.options.get("soft_timeout")
+        self._hard_default: float | None = self.options.get("timeout")
+
+    # -- BasePool ------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        with self._lock:
+            for _ in range(self.limit):
+                self._start_worker()
+        logger.info(
+            "celery-timeouts: threads pool — soft and hard limits enforced by the watchdog "
+            "thread; a thread stuck past its hard limit is replaced after %g s; "
+            "autoscale enabled",
+            self._abandon_after,
+        )
+
+    def on_stop(self) -> None:
+        with self._lock:
+            workers = list(self._workers)
+        for _ in workers:
+            self._jobs.put(_RETIRE)
+        for worker in workers:
+            worker.join()
+
+    def on_terminate(self) -> None:
+        self.on_stop()
+
+    def on_apply(
+        self,
+        target: Callable[..., Any],
+        args: Any = None,
+        kwargs: Any = None,
+        callback: Callable[..., Any] | None = None,
+        accept_callback: Callable[..., Any] | None = None,
+        timeout_callback: Callable[..., Any] | None = None,
+        soft_timeout: float | None = None,
+        timeout: float | None = None,
+        **_: Any,
+    ) -> _Job:
+        job = _Job(
+            target=target, args=args, kwargs=kwargs, callback=callback,
+            accept_callback=accept_callback, timeout_callback=timeout_callback,
+            soft=effective_limit(soft_timeout, self._soft_default),
+            hard=effective_limit(timeout, self._hard_default),
+        )
+        self._jobs.put(job)
+        return job
+
+    # -- autoscale -----------------------------------------------------------------------
+
+    def grow(self, n: int = 1) -> None:
+        with self._lock:
+            self.limit += n
+            for _ in range(n):
+                self._start_worker()
+
+    def shrink(self, n: int = 1) -> None:
+        with self._lock:
+            n = min(n, self.limit - 1)
+            if n <= 0:
+                return
+            self.limit -= n
+        for _ in range(n):
+            self._jobs.put(_RETIRE)  # the next n idle threads finish
+
+    @property
+    def num_processes(self) -> int:
+        return int(self.limit)
+
+    def _get_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = stock.BasePool._get_info(self)
+        with self._lock:
+            info.update({
+                "max-concurrency": self.limit,
+                "threads": len(self._workers),
+                "abandoned-threads": len(self._abandoned),
+                "abandoned-threads-total": self._abandoned_total,
+            })
+        return info
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _start_worker(self) -> None:
+        worker = _Worker(self, f"celery-timeouts-worker-{next(self._names)}")
+        self._workers.add(worker)
+        worker.start()
+
+    def _worker_exited(self, worker: _Worker) -> None:
+        with self._lock:
+            self._workers.discard(worker)
+            if worker in self._abandoned:
+                self._abandoned.discard(worker)
+                logger.warning(
+                    "celery-timeouts: abandoned thread %s came back and has exited", worker.name
+                )
+
+    def _abandon(self, job: _Job) -> None:
+        """Runs on the watchdog thread when a job outlives its hard limit by the grace."""
+        worker = job.worker
+        if worker is None or worker.job is not job or not job.finish():
+            return  # it finished (or is finishing) by itself
+        with self._lock:
+            worker.abandoned = True
+            self._workers.discard(worker)
+            self._abandoned.add(worker)
+            self._abandoned_total += 1
+            stuck = len(self._abandoned)
+            self._start_worker()  # its slot goes to a fresh thread
+        logger.error(
+            "celery-timeouts: task %s is stuck past its hard time limit (%g s) in thread "
+            "%s, probably in C code; its thread is abandoned and replaced "
+            "(%d abandoned thread(s) still running)",
+            job.task_id, job.hard, worker.name, stuck,
+        )
+        if job.timeout_callback is not None:
+            try:
+                job.timeout_callback(False, job.hard)
+            except BaseException:
+                logger.exception("celery-timeouts: reporting the time limit of %s", job.task_id)
+        if self._max_abandoned is not None and stuck > self._max_abandoned:
+            logger.critical(
+                "celery-timeouts: %d threads are stuck (limit %d): asking the worker for a "
+                "warm restart",
+                stuck, self._max_abandoned,
+            )
+            os.kill(os.getpid(), signal.SIGHUP)
