@@ -22,7 +22,7 @@ def enable_time_limits(
     app: Any,
     *,
     abandon_after: float = 0.5,
-    max_abandoned_threads: int | None = 16,
+    max_abandoned_threads: int | None = None,
 ) -> None:
     """Make `soft_time_limit` and `time_limit` work on every pool of `app`'s workers.
 
@@ -35,7 +35,8 @@ def enable_time_limits(
     `abandon_after`: seconds after its hard limit that a `-P threads` task stuck in C
     is reported as `TimeLimitExceeded` and its thread replaced.
     `max_abandoned_threads`: how many such threads may still be running before the
-    worker asks for a warm restart (SIGHUP); None never asks.
+    worker asks for a warm restart (SIGHUP, Celery's restart: it re-executes the
+    `celery` command); None (the default) never asks.
     """
     global _connected
     options = PoolOptions(
@@ -62,17 +63,23 @@ def _use_our_pool(sender: Any = None, **_: Any) -> None:
     name = f"{stock.__module__}:{stock.__qualname__}"
     replacement = REPLACEMENTS.get(name)
     if replacement is None:
-        if name == "celery.concurrency.prefork:TaskPool":
-            logger.info(
-                "celery-timeouts: prefork pool — soft and hard limits enforced by Celery "
-                "itself (left unchanged)"
-            )
-        else:
-            logger.warning(
-                "celery-timeouts: pool %s is not one celery-timeouts knows; its time "
-                "limits are left as they are",
-                name,
-            )
+        # Logging is not set up yet at worker_init: say it once the worker is ready.
+        from celery import signals
+
+        def report(sender: Any = None, **_: Any) -> None:
+            if name == "celery.concurrency.prefork:TaskPool":
+                logger.info(
+                    "celery-timeouts: prefork pool — soft and hard limits enforced by "
+                    "Celery itself (left unchanged)"
+                )
+            else:
+                logger.warning(
+                    "celery-timeouts: pool %s is not one celery-timeouts knows; its time "
+                    "limits are left as they are",
+                    name,
+                )
+
+        signals.worker_ready.connect(report, weak=False, dispatch_uid="celery-timeouts-report")
         return
     module_name, class_name = replacement.split(":")
     worker.pool_cls = getattr(importlib.import_module(module_name), class_name)

@@ -13,7 +13,7 @@ class PoolOptions:
     """How the pools enforce limits; `enable_time_limits` documents each field."""
 
     abandon_after: float = 0.5
-    max_abandoned_threads: int | None = 16
+    max_abandoned_threads: int | None = None
     eager: bool = False
 
     def __post_init__(self) -> None:

@@ -1,0 +1,97 @@
+"""Tasks that outlive their limits, for real workers of every pool.
+
+`CT_ENABLE_LIMITS=1` in the worker's environment calls `enable_time_limits(app)`;
+without it the worker is stock Celery (to show what celery-timeouts changes).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
+
+from celery_apps.common import configure_from_env
+from celery_timeouts import compat, enable_time_limits
+
+app = configure_from_env(Celery("limits_app"))
+if os.environ.get("CT_ENABLE_LIMITS") == "1":
+    enable_time_limits(app)
+
+
+def _pause(seconds: float) -> None:
+    """A short blocking sleep: the real time.sleep, or the hub's under gevent/eventlet."""
+    time.sleep(seconds)
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+def cpu_loop(seconds: float) -> str:
+    """Pure Python work: only an asynchronous exception stops it."""
+    end = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < end:
+        count += 1
+    return "finished"
+
+
+@app.task
+def sleepy(seconds: float) -> str:
+    """Polls with short sleeps, as most waiting code does."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        _pause(0.05)
+    return "finished"
+
+
+@app.task
+def cleans_up(seconds: float) -> str:
+    """Catches the soft limit, as Celery documents, and returns after cleaning up."""
+    try:
+        sleepy(seconds)
+    except SoftTimeLimitExceeded:
+        return "cleaned up"
+    return "finished"
+
+
+@app.task
+def stubborn(seconds: float) -> str:
+    """Catches the soft limit and every Exception, and keeps working: only the hard
+    limit can end it."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            sleepy(end - time.monotonic())
+        except Exception:
+            continue
+    return "finished"
+
+
+@app.task
+def stuck(seconds: float) -> str:
+    """One long blocking call: a worker thread cannot be interrupted inside it."""
+    time.sleep(seconds)
+    return "finished"
+
+
+@app.task
+def alarm_style(seconds: int) -> str:
+    """The SIGALRM idiom, written with celery_timeouts.compat: works on every pool."""
+
+    def handler(signum, frame):  # type: ignore[no-untyped-def]
+        raise TimeoutError("took too long")
+
+    compat.signal(compat.SIGALRM, handler)
+    compat.alarm(seconds)
+    try:
+        sleepy(seconds + 5)
+    except TimeoutError:
+        return "alarm fired"
+    finally:
+        compat.alarm(0)
+    return "alarm did not fire"

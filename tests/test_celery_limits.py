@@ -1,0 +1,153 @@
+"""Real `celery worker` processes on every pool, on Redis and on the filesystem transport:
+soft and hard limits with `enable_time_limits(app)`, the stuck-thread replacement and
+autoscale of `-P threads`, and alarm-style code through `celery_timeouts.compat`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery_harness import POOLS, Broker, RunningWorker, start_worker
+
+pytest_plugins = ["celery_harness"]
+
+APP = "celery_apps.limits_app"
+ENABLED = {"CT_ENABLE_LIMITS": "1"}
+# A task's outcome is read from the result backend: the filesystem one polls every 0.5 s.
+LATENCY = 1.5
+
+
+@dataclass
+class Outcome:
+    state: str
+    result: Any
+    seconds: float  # from sending the task to its result being stored
+
+
+def run_task(
+    worker: RunningWorker, name: str, *args: Any, soft: float | None = 1, hard: float | None = 3
+) -> Any:
+    """Send a task with its limits; returns the AsyncResult and the time it was sent."""
+    sent = datetime.now(timezone.utc)
+    result = worker.app.send_task(
+        f"{APP}.{name}", args=list(args), soft_time_limit=soft, time_limit=hard
+    )
+    return result, sent
+
+
+def outcome(pending: tuple[Any, datetime], timeout: float = 30) -> Outcome:
+    result, sent = pending
+    result.get(timeout=timeout, propagate=False)
+    done = result.date_done
+    if isinstance(done, str):
+        done = datetime.fromisoformat(done)
+    if done.tzinfo is None:
+        done = done.replace(tzinfo=timezone.utc)
+    return Outcome(result.state, result.result, (done - sent).total_seconds())
+
+
+@pytest.mark.parametrize("pool", POOLS)
+def test_soft_and_hard_limits_on_every_pool(pool: str, broker: Broker) -> None:
+    with start_worker(APP, pool, broker, concurrency=5, env=ENABLED) as worker:
+        if pool == "prefork":
+            worker.wait_for_log("soft and hard limits enforced by Celery itself", 10)
+        else:
+            assert f"celery-timeouts: {pool} pool" in worker.log_text()
+        # solo runs one task at a time: send them one by one there, all at once elsewhere.
+        names = ["sleepy", "cleans_up", "stubborn", "alarm_style"]
+        if pool not in ("gevent", "eventlet"):  # see the honest limits: greenlets that never yield
+            names.insert(0, "cpu_loop")
+
+        def send(name: str) -> tuple[Any, datetime]:
+            if name == "alarm_style":  # its own 1 s alarm, well inside its limits
+                return run_task(worker, name, 1, soft=5, hard=10)
+            return run_task(worker, name, 10)
+
+        if pool == "solo":
+            outcomes = {name: outcome(send(name)) for name in names}
+        else:
+            pending = {name: send(name) for name in names}
+            outcomes = {name: outcome(job) for name, job in pending.items()}
+        for name in ("cpu_loop", "sleepy"):
+            if name in outcomes:
+                got = outcomes[name]
+                assert got.state == "FAILURE", (name, got)
+                assert isinstance(got.result, SoftTimeLimitExceeded), (name, got)
+                assert 0.9 <= got.seconds < 1 + LATENCY, (name, got)
+        cleaned = outcomes["cleans_up"]
+        assert (cleaned.state, cleaned.result) == ("SUCCESS", "cleaned up"), cleaned
+        assert 0.9 <= cleaned.seconds < 1 + LATENCY, cleaned
+        hard = outcomes["stubborn"]
+        assert hard.state == "FAILURE" and isinstance(hard.result, TimeLimitExceeded), hard
+        assert 2.9 <= hard.seconds < 3 + LATENCY + (1 if pool == "prefork" else 0), hard
+        alarm = outcomes["alarm_style"]
+        assert (alarm.state, alarm.result) == ("SUCCESS", "alarm fired"), alarm
+        # The worker keeps serving.
+        assert worker.app.send_task(f"{APP}.add", args=[2, 3]).get(timeout=15) == 5
+    assert "Unrecoverable error" not in worker.log_text()
+
+
+def test_stock_threads_pool_ignores_limits_for_comparison(broker: Broker) -> None:
+    # What celery-timeouts fixes: without it the same task runs to its end.
+    with start_worker(APP, "threads", broker, concurrency=2) as worker:
+        got = outcome(run_task(worker, "sleepy", 2, soft=0.5, hard=1))
+    assert (got.state, got.result) == ("SUCCESS", "finished"), got
+    assert got.seconds >= 2
+
+
+def test_threads_stuck_in_c_are_reported_and_replaced(redis_url: str) -> None:
+    from celery_harness import redis_broker_at
+
+    broker = redis_broker_at(redis_url)
+    started = time.monotonic()
+    with start_worker(APP, "threads", broker, concurrency=4, env=ENABLED) as worker:
+        stuck = [run_task(worker, "stuck", 60, soft=None, hard=2) for _ in range(20)]
+        quick = [worker.app.send_task(f"{APP}.add", args=[i, 1]) for i in range(20)]
+        stuck_outcomes = [outcome(job, timeout=45) for job in stuck]
+        assert [r.get(timeout=30) for r in quick] == [i + 1 for i in range(20)]
+        elapsed = time.monotonic() - started
+        stats = worker.app.control.inspect(destination=[worker.name], timeout=5).stats()
+        pool_stats = stats[worker.name]["pool"]
+    for got in stuck_outcomes:
+        assert got.state == "FAILURE" and isinstance(got.result, TimeLimitExceeded), got
+    assert elapsed < 40  # 5 rounds of 4 slots at ~2.5 s each, plus start and stop
+    assert pool_stats["abandoned-threads-total"] == 20
+    assert pool_stats["max-concurrency"] == 4
+    log = worker.log_text()
+    assert log.count("is stuck past its hard time limit") == 20
+    assert "Unrecoverable error" not in log
+
+
+def test_threads_autoscale_grows_under_load_and_shrinks_back(redis_url: str) -> None:
+    from celery_harness import redis_broker_at
+
+    broker = redis_broker_at(redis_url)
+    env = {**ENABLED, "AUTOSCALE_KEEPALIVE": "1"}  # idle seconds before shrinking
+    with start_worker(
+        APP, "threads", broker, extra_args=["--autoscale=8,2"], env=env
+    ) as worker:
+        inspect = worker.app.control.inspect(destination=[worker.name], timeout=5)
+
+        def concurrency() -> int:
+            return int(inspect.stats()[worker.name]["pool"]["max-concurrency"])
+
+        assert concurrency() == 2
+        burst = [run_task(worker, "sleepy", 3, soft=None, hard=None) for _ in range(8)]
+        peak = 2
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and peak < 8:
+            peak = max(peak, concurrency())
+            time.sleep(0.2)
+        for job in burst:
+            assert outcome(job).result == "finished"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and concurrency() > 2:
+            time.sleep(0.5)
+        final = concurrency()
+    assert peak == 8
+    assert final == 2
+    assert "'TaskPool' object has no attribute 'grow'" not in worker.log_text()
