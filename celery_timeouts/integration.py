@@ -61,6 +61,8 @@ def _use_our_pool(sender: Any = None, **_: Any) -> None:
 
     stock = get_implementation(worker.pool_cls)
     name = f"{stock.__module__}:{stock.__qualname__}"
+    if name in REPLACEMENTS.values():
+        return  # already ours (-P custom with CELERY_CUSTOM_WORKER_POOL)
     replacement = REPLACEMENTS.get(name)
     if replacement is None:
         # Logging is not set up yet at worker_init: say it once the worker is ready.

@@ -151,3 +151,30 @@ def test_threads_autoscale_grows_under_load_and_shrinks_back(redis_url: str) -> 
     assert peak == 8
     assert final == 2
     assert "'TaskPool' object has no attribute 'grow'" not in worker.log_text()
+
+
+def test_custom_pool_worker_wide_limits_and_control_time_limit(redis_url: str) -> None:
+    # Chosen explicitly with -P custom (no enable_time_limits in the app); limits from the
+    # command line, then changed at runtime with `celery control time_limit`.
+    from celery_harness import redis_broker_at
+
+    broker = redis_broker_at(redis_url)
+    env = {"CELERY_CUSTOM_WORKER_POOL": "celery_timeouts.pools.threads:TaskPool"}
+    with start_worker(
+        APP, "custom", broker, concurrency=2, env=env,
+        extra_args=["--soft-time-limit=1", "--time-limit=3"],
+    ) as worker:
+        assert "celery-timeouts: threads pool" in worker.log_text()
+        worker_wide = outcome(run_task(worker, "sleepy", 10, soft=None, hard=None))
+        stubborn = outcome(run_task(worker, "stubborn", 10, soft=None, hard=None))
+        replies = worker.app.control.time_limit(
+            f"{APP}.sleepy", soft=0.5, hard=2, destination=[worker.name], reply=True
+        )
+        assert replies and "ok" in next(iter(replies[0].values())), replies
+        changed = outcome(run_task(worker, "sleepy", 10, soft=None, hard=None))
+    assert isinstance(worker_wide.result, SoftTimeLimitExceeded), worker_wide
+    assert 0.9 <= worker_wide.seconds < 1 + LATENCY, worker_wide
+    assert isinstance(stubborn.result, TimeLimitExceeded), stubborn
+    assert 2.9 <= stubborn.seconds < 3 + LATENCY, stubborn
+    assert isinstance(changed.result, SoftTimeLimitExceeded), changed
+    assert 0.45 <= changed.seconds < 0.5 + LATENCY, changed

@@ -262,7 +262,11 @@ class TaskPool(stock.TaskPool):
                 )
 
     def _abandon(self, job: _Job) -> None:
-        """Runs on the watchdog thread when a job outlives its hard limit by the grace."""
+        """Runs on the watchdog thread when a job outlives its hard limit by the grace.
+
+        Rare by design (only tasks stuck in C), so reporting from here, which writes to
+        the result backend, is an acceptable pause for the watchdog's other deadlines.
+        """
         worker = job.worker
         if worker is None or worker.job is not job or not job.finish():
             return  # it finished (or is finishing) by itself
