@@ -23,6 +23,7 @@ def enable_time_limits(
     *,
     abandon_after: float = 0.5,
     max_abandoned_threads: int | None = None,
+    eager: bool = False,
 ) -> None:
     """Make `soft_time_limit` and `time_limit` work on every pool of `app`'s workers.
 
@@ -37,12 +38,18 @@ def enable_time_limits(
     `max_abandoned_threads`: how many such threads may still be running before the
     worker asks for a warm restart (SIGHUP, Celery's restart: it re-executes the
     `celery` command); None (the default) never asks.
+    `eager`: also enforce the limits on eager tasks (`task_always_eager`, `.apply()`),
+    in the calling thread, so a test suite can exercise a task's soft-limit clean-up.
     """
     global _connected
     options = PoolOptions(
-        abandon_after=abandon_after, max_abandoned_threads=max_abandoned_threads
+        abandon_after=abandon_after, max_abandoned_threads=max_abandoned_threads, eager=eager
     )
     set_options(app, options)
+    if eager:
+        from .pools import eager as eager_tasks
+
+        eager_tasks.install()
     _enabled.add(app)
     with _connect_lock:
         if not _connected:

@@ -43,6 +43,15 @@ def effective_limit(requested: float | None, worker_default: float | None) -> fl
     return limit
 
 
+def job_scopes(soft: float | None, hard: float | None) -> tuple[TimeoutScope, TimeoutScope]:
+    """A job's two scopes, to nest in this order: the hard limit outside, the soft one
+    (raised where the body is, so the task can catch it) inside."""
+    return (
+        TimeoutScope._trusted(hard, "auto", HardTimeLimitReached, False),
+        TimeoutScope._trusted(soft, "auto", SoftTimeLimitExceeded, True),
+    )
+
+
 def run_job(
     target: Callable[..., Any],
     args: Any,
@@ -56,18 +65,11 @@ def run_job(
     timeout_callback: Callback,
 ) -> None:
     """Run a job under its limits; returns once its callbacks have run."""
-    soft_fired = False
+    hard_scope, soft_scope = job_scopes(soft, hard)
 
     def limited_target(*target_args: Any, **target_kwargs: Any) -> Any:
-        nonlocal soft_fired
-        # Outer: the hard limit. Inner: the soft one, raised where the body is.
-        with TimeoutScope._trusted(hard, "auto", HardTimeLimitReached, False):
-            soft_scope = TimeoutScope._trusted(soft, "auto", SoftTimeLimitExceeded, True)
-            try:
-                with soft_scope:
-                    return target(*target_args, **target_kwargs)
-            finally:
-                soft_fired = soft_scope.fired
+        with hard_scope, soft_scope:
+            return target(*target_args, **target_kwargs)
 
     try:
         apply_target(
@@ -78,5 +80,5 @@ def run_job(
         if timeout_callback is not None:
             timeout_callback(False, hard)
     finally:
-        if soft_fired and timeout_callback is not None:
+        if soft_scope.fired and timeout_callback is not None:
             timeout_callback(True, soft)  # Celery logs "Soft time limit exceeded"
