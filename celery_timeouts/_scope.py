@@ -94,10 +94,19 @@ class TimeoutScope:
         catchable: bool = False,
     ) -> None:
         self.seconds: float | None = validate_seconds(seconds)
-        self._requested = validate_backend(backend)
-        self._exception = validate_exception(exception)
-        self._catchable = validate_catchable(catchable)
-        self._reset()
+        self._requested = backend if backend == "auto" else validate_backend(backend)
+        self._exception = exception if exception is TaskTimeout else validate_exception(exception)
+        self._catchable = (
+            catchable if catchable is False or catchable is True else validate_catchable(catchable)
+        )
+        # The state of a scope not entered yet (as in _trusted). Backends set their own
+        # fields (_handle, _thread_id, ...) when they arm.
+        self.deadline: float | None = None
+        self.backend: str | None = None
+        self._backend: Backend | None = None
+        self._state = _INIT
+        self._fired = self._cancel_sent = False
+        self._fire_attempts = 0  # the watchdog's delivery attempts after the deadline
 
     @classmethod
     def _trusted(
@@ -109,22 +118,12 @@ class TimeoutScope:
         scope._requested = backend
         scope._exception = exception
         scope._catchable = catchable
-        # As _reset(), inlined: this runs on every decorated call.
+        # As __init__: this runs on every decorated call.
         scope.deadline = scope.backend = scope._backend = None
         scope._state = _INIT
         scope._fired = scope._cancel_sent = False
         scope._fire_attempts = 0
         return scope
-
-    def _reset(self) -> None:
-        # Backends set their own fields (_handle, _thread_id, ...) when they arm.
-        self.deadline: float | None = None
-        self.backend: str | None = None
-        self._backend: Backend | None = None
-        self._state = _INIT
-        self._fired = False
-        self._cancel_sent = False
-        self._fire_attempts = 0  # the watchdog's delivery attempts after the deadline
 
     # -- what callers read ---------------------------------------------------------
 
