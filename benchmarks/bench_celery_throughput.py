@@ -59,13 +59,16 @@ def redis_server(folder: Path) -> Iterator[int]:
         stop_process(server, 10)
 
 
-def one_round(port: int, tasks: int, enabled: bool) -> float:
+def one_round(port: int, tasks: int, enabled: bool, limits: bool) -> float:
     """Tasks per second for one worker run."""
     redis_command(port, "FLUSHALL")
     broker = redis_broker_at(f"redis://127.0.0.1:{port}")
     client = broker.client_app("bench-client")
     for index in range(tasks):
-        client.send_task(f"{APP}.add", args=[index, 1], soft_time_limit=30, time_limit=60)
+        if limits:
+            client.send_task(f"{APP}.add", args=[index, 1], soft_time_limit=30, time_limit=60)
+        else:
+            client.send_task(f"{APP}.add", args=[index, 1])
     env = {"CT_ENABLE_LIMITS": "1"} if enabled else {}
     with start_worker(APP, "threads", broker, concurrency=8, env=env) as worker:
         first = last = None
@@ -102,12 +105,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--no-limits", action="store_true", help="send the tasks without time limits"
+    )
     options = parser.parse_args()
     rates: dict[bool, list[float]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as folder, redis_server(Path(folder)) as port:
         for _ in range(options.rounds):
             for enabled in (False, True):
-                rate = one_round(port, options.tasks, enabled)
+                rate = one_round(port, options.tasks, enabled, not options.no_limits)
                 rates[enabled].append(rate)
                 label = "celery-timeouts" if enabled else "stock"
                 print(f"  {label:16} {rate:8.0f} tasks/s", flush=True)

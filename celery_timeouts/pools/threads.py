@@ -16,6 +16,7 @@ threads from one queue:
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import queue
 import signal
@@ -27,19 +28,19 @@ from typing import Any
 from celery.concurrency import thread as stock
 
 from ..backends import get_backend
-from ..backends.watchdog import Callback as WatchdogCallback
 from ..backends.watchdog import WatchdogBackend
 from ._limits import effective_limit, logger, run_job
 from .options import options_for
 
 _RETIRE = None  # put on the queue: one worker thread finishes
+_CHECK_INTERVAL = 0.25  # seconds between scans for threads stuck past their hard limit
 
 
 class _Job:
     """One task run; the worker thread and the abandoning watchdog race to finish it."""
 
     __slots__ = (
-        "__weakref__", "_finished", "_lock", "abandon_timer", "accept_callback", "args",
+        "__weakref__", "_finished", "_lock", "abandon_at", "accept_callback", "args",
         "callback", "hard", "kwargs", "soft", "target", "timeout_callback", "worker",
     )
 
@@ -65,7 +66,7 @@ class _Job:
         self._finished = False
         self._lock = threading.Lock()
         self.worker: _Worker | None = None
-        self.abandon_timer: WatchdogCallback | None = None
+        self.abandon_at = math.inf  # when the pool gives up on it (set when it starts)
 
     def finish(self) -> bool:
         """Claim the right to report this job's outcome; False if already reported."""
@@ -129,10 +130,7 @@ class _Worker(threading.Thread):
 
     def _run(self, job: _Job) -> None:
         if job.hard is not None:
-            job.abandon_timer = self.pool._watchdog.call_at(
-                time.monotonic() + job.hard + self.pool._abandon_after,
-                lambda: self.pool._abandon(job),
-            )
+            job.abandon_at = time.monotonic() + job.hard + self.pool._abandon_after
         try:
             # A job abandoned meanwhile has been reported already: `once` keeps it quiet.
             run_job(
@@ -142,9 +140,6 @@ class _Worker(threading.Thread):
             )
         except BaseException:  # a task must never take a pool thread down
             logger.exception("celery-timeouts: job %s failed in the pool", job.task_id)
-        finally:
-            if job.abandon_timer is not None:
-                self.pool._watchdog.cancel(job.abandon_timer)
 
 
 class TaskPool(stock.TaskPool):
@@ -161,6 +156,7 @@ class TaskPool(stock.TaskPool):
         self._workers: set[_Worker] = set()
         self._abandoned: set[_Worker] = set()
         self._abandoned_total = 0
+        self._stopping = False
         self._names = itertools.count(1)
         watchdog = get_backend("thread")
         assert isinstance(watchdog, WatchdogBackend)
@@ -174,6 +170,7 @@ class TaskPool(stock.TaskPool):
         with self._lock:
             for _ in range(self.limit):
                 self._start_worker()
+        self._schedule_check()
         logger.info(
             "celery-timeouts: threads pool — soft and hard limits enforced by the watchdog "
             "thread; a thread stuck past its hard limit is replaced after %g s; "
@@ -182,6 +179,7 @@ class TaskPool(stock.TaskPool):
         )
 
     def on_stop(self) -> None:
+        self._stopping = True
         with self._lock:
             workers = list(self._workers)
         for _ in workers:
@@ -260,6 +258,23 @@ class TaskPool(stock.TaskPool):
                 logger.warning(
                     "celery-timeouts: abandoned thread %s came back and has exited", worker.name
                 )
+
+    def _schedule_check(self) -> None:
+        if not self._stopping:
+            self._watchdog.call_at(time.monotonic() + _CHECK_INTERVAL, self._check_stuck)
+
+    def _check_stuck(self) -> None:
+        """Every _CHECK_INTERVAL on the watchdog thread: abandon jobs stuck past their
+        hard limit plus the grace. A scan, so that running a job costs no timer."""
+        try:
+            now = time.monotonic()
+            with self._lock:
+                running = [worker.job for worker in self._workers]
+            for job in running:
+                if job is not None and job.abandon_at <= now:
+                    self._abandon(job)
+        finally:
+            self._schedule_check()
 
     def _abandon(self, job: _Job) -> None:
         """Runs on the watchdog thread when a job outlives its hard limit by the grace.
