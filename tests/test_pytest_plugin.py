@@ -1,0 +1,148 @@
+"""The pytest plugin, run in real pytest subprocesses (pytester)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SLOW_TESTS = """
+import time
+import pytest
+
+def spin(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.005)
+
+@pytest.mark.portable_timeout(0.3)
+def test_slow():
+    spin(10)
+
+def test_after_it():
+    pass
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str, **env: str) -> pytest.RunResult:
+    for name, value in env.items():
+        pytester._monkeypatch.setenv(name, value)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=120)
+
+
+def test_marker_fails_the_test_and_the_session_goes_on(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_slow=SLOW_TESTS)
+    result = run(pytester, "-v")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "*test_slow FAILED*",
+        "*test_after_it PASSED*",
+        "*TestTimeout: test exceeded its 0.3 s timeout (backend=signal); "
+        "interrupted at test_slow.py:* in spin*",
+    ])
+    assert result.duration < 30
+
+
+def test_precedence_marker_then_command_line_then_env_then_ini(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\nportable_timeout = 0.2\n")
+    pytester.makepyfile(test_limits="""
+import pytest
+
+def test_limit(portable_timeout_scope):
+    print("LIMIT", portable_timeout_scope and portable_timeout_scope.seconds)
+
+@pytest.mark.portable_timeout(5)
+def test_marked(portable_timeout_scope):
+    print("LIMIT", portable_timeout_scope.seconds)
+
+@pytest.mark.portable_timeout(None)
+def test_unlimited(portable_timeout_scope):
+    print("LIMIT", portable_timeout_scope)
+""")
+
+    def limits(*args: str, **env: str) -> list[str]:
+        result = run(pytester, "-s", "-q", *args, **env)
+        result.assert_outcomes(passed=3)
+        # -q prints a progress dot before each later test's output.
+        return [line[line.index("LIMIT"):] for line in result.outlines if "LIMIT" in line]
+
+    assert limits() == ["LIMIT 0.2", "LIMIT 5.0", "LIMIT None"]
+    assert limits(CELERY_TIMEOUTS_PYTEST_TIMEOUT="0.7") == ["LIMIT 0.7", "LIMIT 5.0", "LIMIT None"]
+    assert limits("--portable-timeout=0.9", CELERY_TIMEOUTS_PYTEST_TIMEOUT="0.7") == [
+        "LIMIT 0.9", "LIMIT 5.0", "LIMIT None",
+    ]
+    assert limits("--portable-timeout=0") == ["LIMIT None", "LIMIT 5.0", "LIMIT None"]
+
+
+def test_the_scope_fixture_is_active_during_the_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_scope="""
+import pytest
+
+@pytest.mark.portable_timeout(30)
+def test_scope(portable_timeout_scope):
+    assert portable_timeout_scope.state.value == "active"
+    assert 29 < portable_timeout_scope.remaining() <= 30
+    assert portable_timeout_scope.backend == "signal"
+""")
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_bad_settings_name_the_value(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    result = run(pytester, "--portable-timeout=soon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--portable-timeout must be a number of seconds*'soon'*"])
+    result = run(pytester, CELERY_TIMEOUTS_PYTEST_TIMEOUT="-1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*CELERY_TIMEOUTS_PYTEST_TIMEOUT must be greater than 0*-1*"])
+
+
+def test_a_tests_own_task_timeout_is_not_mistaken_for_its_limit(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_own="""
+import pytest
+from celery_timeouts import TaskTimeout, portable_timeout
+
+@pytest.mark.portable_timeout(30)
+def test_own():
+    with pytest.raises(TaskTimeout):
+        with portable_timeout(0.05):
+            while True:
+                pass
+""")
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_works_when_pytest_runs_in_a_worker_thread(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_slow=SLOW_TESTS)
+    script = pytester.makepyfile(runner=textwrap.dedent("""
+        import sys, threading
+        import pytest
+        codes = []
+        worker = threading.Thread(
+            target=lambda: codes.append(pytest.main(["-p", "no:cacheprovider", "test_slow.py"]))
+        )
+        worker.start()
+        worker.join()
+        sys.exit(int(codes[0]))
+    """))
+    result = pytester.run(sys.executable, str(script), timeout=120)
+    assert result.ret == 1  # one test failed, and the session completed
+    result.stdout.fnmatch_lines([
+        "*TestTimeout: test exceeded its 0.3 s timeout (backend=thread)*",
+        "*1 failed, 1 passed*",
+    ])
+
+
+def test_works_under_gevent(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("from gevent import monkey\nmonkey.patch_all()\n")
+    pytester.makepyfile(test_slow=SLOW_TESTS)
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test exceeded its 0.3 s timeout (backend=gevent)*"])
