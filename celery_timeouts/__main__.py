@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .demo.cli import add_arguments as add_demo_arguments
+from .demo.cli import run as run_demo
 from .scan import add_arguments as add_scan_arguments
 from .scan import run as run_scan
 
@@ -22,9 +24,18 @@ def main(argv: list[str] | None = None) -> int:
             "scan", help="report signal.alarm-style timeouts that only work in the main thread"
         )
     )
+    add_demo_arguments(
+        commands.add_parser(
+            "demo",
+            help="real workers of every pool, stock Celery next to celery-timeouts: "
+            "soft and hard limits, alarm-style code, threads autoscale",
+        )
+    )
     args = parser.parse_args(argv)
     if args.command == "scan":
         return run_scan(args)
+    if args.command == "demo":
+        return run_demo(args)
     if args.command in (None, "selfcheck"):
         from ._selfcheck import run
 

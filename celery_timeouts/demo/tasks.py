@@ -1,0 +1,85 @@
+"""The demo's Celery app: tasks that outlive their limits, run by the demo's worker processes.
+
+The worker reads its broker from the environment (`workers.configure_from_env`).
+With ``CT_ENABLE_LIMITS=1`` it calls `enable_time_limits(app)` and `compat.patch()`, so
+the alarm-style task's plain ``import signal`` code gets a per-thread/per-greenlet alarm;
+without it the worker is stock Celery, to show what celery-timeouts changes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from celery import Celery, signals
+
+from celery_timeouts import compat, enable_time_limits
+from celery_timeouts.demo.scenario import (
+    ALARM_DID_NOT_FIRE,
+    ALARM_FIRED,
+    ENABLE_LIMITS,
+    FINISHED,
+    STARTED_AT,
+)
+from celery_timeouts.demo.workers import configure_from_env
+
+app = configure_from_env(Celery("celery_timeouts.demo.tasks"))
+# The demo never sends control commands: no pidbox to poll on the filesystem transport.
+app.conf.worker_enable_remote_control = False
+if os.environ.get(ENABLE_LIMITS) == "1":
+    enable_time_limits(app)
+    compat.patch()
+# Celery ships no type information: say once what its decorator keeps of a task.
+task: Callable[[Callable[[float], str]], Callable[[float], str]] = app.task
+
+
+@signals.task_prerun.connect
+def _store_start(task_id: str, task: Any, **_: Any) -> None:
+    """Store STARTED with the worker's clock: the demo counts a task's seconds from there,
+    not from its sending (Redis under gevent and eventlet takes up to a second to deliver)."""
+    task.backend.store_result(task_id, {STARTED_AT: time.time()}, "STARTED", request=task.request)
+
+
+@task
+def cpu_bound(seconds: float) -> str:
+    """Pure Python work that never blocks: only an asynchronous exception stops it."""
+    end = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < end:
+        count += 1
+    return FINISHED
+
+
+@task
+def blocking_sleep(seconds: float) -> str:
+    """Waits in short blocking sleeps, as most polling code does."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.05)
+    return FINISHED
+
+
+class AlarmTimeout(Exception):
+    """The alarm-style task's own timeout, raised by its SIGALRM handler."""
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise AlarmTimeout("SIGALRM after 1 s")
+
+
+@task
+def alarm_style(seconds: float) -> str:
+    """The classic stdlib SIGALRM timeout around `seconds` of polling, with a 1 s alarm."""
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(1)
+    try:
+        blocking_sleep(seconds)
+    except AlarmTimeout:
+        return ALARM_FIRED
+    finally:
+        signal.alarm(0)
+    return ALARM_DID_NOT_FIRE
