@@ -7,8 +7,10 @@ the helpers it calls (``from celery_harness import start_worker``). Fixtures:
 - `filesystem_broker`: kombu's filesystem transport in the test's own folder;
 - `broker`: each test once per broker, ``filesystem`` and ``redis``.
 
-`start_worker` runs ``python -m celery worker`` in its own process group and always stops
-it, so no test leaves a worker behind to steal the next test's messages.
+Brokers and worker processes are the demo's (`celery_timeouts.demo.workers`); this adds
+the fixtures, a client app per worker, and failures in pytest's terms. `start_worker` runs
+``python -m celery worker`` in its own process group and always stops it, so no test
+leaves a worker behind to steal the next test's messages.
 
 PYTEST_DONT_REWRITE: test modules import this before pytest loads it as a plugin, too late
 to rewrite its asserts (pytest would warn); it fails with explicit messages instead.
@@ -18,84 +20,56 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from celery import Celery
-from celery_apps.common import BROKER_URL, RESULT_BACKEND, TRANSPORT_OPTIONS, configure
+
+from celery_timeouts.demo.workers import (
+    READY_TIMEOUT,
+    STOP_TIMEOUT,
+    Broker,
+    WorkerError,
+    WorkerProcess,
+    filesystem_broker_in,
+    launch_worker,
+    living_members,
+    redis_broker,
+    supervised,
+)
+
+__all__ = [
+    "Broker",
+    "RunningWorker",
+    "filesystem_broker_in",
+    "free_port",
+    "living_members",
+    "redis_broker_at",
+    "redis_command",
+    "require_or_skip",
+    "start_worker",
+    "stop_process",
+]
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 BROKER_NAMES = ("filesystem", "redis")
 POOLS = ("solo", "threads", "prefork", "gevent", "eventlet")
-READY_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 LOG_TAIL_LINES = 40
-
-
-# --- brokers ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Broker:
-    """Where a worker and its test meet: broker, result backend and transport options."""
-
-    name: str
-    broker_url: str
-    result_backend: str
-    transport_options: Mapping[str, Any] = field(default_factory=dict)
-
-    def environment(self) -> dict[str, str]:
-        """The variables `celery_apps.common.configure_from_env` reads in the worker."""
-        return {
-            BROKER_URL: self.broker_url,
-            RESULT_BACKEND: self.result_backend,
-            TRANSPORT_OPTIONS: json.dumps(dict(self.transport_options)),
-        }
-
-    def client_app(self, main: str = "harness-client") -> Celery:
-        """A Celery app in this process that sends tasks to, and reads results from, here."""
-        app = Celery(main, set_as_current=False)
-        return configure(app, self.broker_url, self.result_backend, self.transport_options)
-
-
-def filesystem_broker_in(folder: Path) -> Broker:
-    """kombu's filesystem transport, with every file it writes kept under `folder`."""
-    queue, processed, control, results = (
-        folder / name for name in ("queue", "processed", "control", "results")
-    )
-    for path in (queue, processed, control, results):
-        path.mkdir(parents=True, exist_ok=True)
-    options = {
-        # One folder both ways: producers and consumers are peers here.
-        "data_folder_in": str(queue),
-        "data_folder_out": str(queue),
-        "processed_folder": str(processed),
-        "store_processed": False,
-        # Its default is "control" relative to the working directory.
-        "control_folder": str(control),
-        # The transport polls its folder; kombu's default 1 s would dominate every test.
-        "polling_interval": 0.05,
-    }
-    return Broker("filesystem", "filesystem://", f"file://{results}", options)
 
 
 def redis_broker_at(redis_url: str) -> Broker:
     """Broker on database 0, results on database 1 of the server at `redis_url`."""
-    return Broker("redis", f"{redis_url}/0", f"{redis_url}/1")
+    return redis_broker(redis_url)
 
 
 # --- redis-server ----------------------------------------------------------------------------
@@ -202,55 +176,36 @@ def broker(request: pytest.FixtureRequest) -> Broker:
 # --- workers ---------------------------------------------------------------------------------
 
 
-@dataclass
-class RunningWorker:
+@contextlib.contextmanager
+def failing_the_test() -> Iterator[None]:
+    """Turn a WorkerError (its message has the worker's log tail) into a test failure."""
+    try:
+        yield
+    except WorkerError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@dataclass(kw_only=True)
+class RunningWorker(WorkerProcess):
     """A worker started by `start_worker`; `app` sends it tasks and reads their results."""
 
-    name: str
-    pool: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
     app: Celery
-    #: Set on exit: the worker ignored SIGTERM for `stop_timeout` and was killed.
-    killed: bool = False
-    final_log: str | None = None
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self.process.poll()
-
-    def log_text(self) -> str:
-        """The worker's stdout and stderr so far (all of it, once the worker has stopped)."""
-        if self.final_log is not None:
-            return self.final_log
-        return self.log_path.read_text(errors="replace")
-
-    def keep_log(self) -> None:
-        """Keep the log's final text in memory, as its file may be deleted."""
-        self.final_log = self.log_path.read_text(errors="replace")
+    @classmethod
+    def of(cls, worker: WorkerProcess, app: Celery) -> RunningWorker:
+        return cls(
+            name=worker.name,
+            pool=worker.pool,
+            process=worker.process,
+            log_path=worker.log_path,
+            app=app,
+        )
 
     def wait_for_log(self, text: str, timeout: float) -> None:
         """Return once `text` is in the log; fail with the log's tail if the worker exits first
         or `timeout` seconds pass."""
-        deadline = time.monotonic() + timeout
-        while text not in self.log_text():
-            if self.process.poll() is not None and text not in self.log_text():
-                pytest.fail(
-                    f"worker {self.name} exited with {self.returncode} before logging "
-                    f"{text!r}:\n{tail(self.log_path)}",
-                    pytrace=False,
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"worker {self.name} did not log {text!r} within {timeout} s:\n"
-                    f"{tail(self.log_path)}",
-                    pytrace=False,
-                )
-            time.sleep(0.05)
+        with failing_the_test():
+            super().wait_for_log(text, timeout)
 
 
 def tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -260,75 +215,6 @@ def tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
     except FileNotFoundError:
         return "(no log)"
     return "\n".join(text.splitlines()[-lines:])
-
-
-def worker_command(
-    app_module: str, pool: str, node: str, concurrency: int | None, extra_args: Sequence[str]
-) -> list[str]:
-    """``python -m celery``: its __main__ applies the gevent/eventlet patches for ``-P``."""
-    command = [sys.executable, "-m", "celery", "-A", app_module, "worker", "-P", pool]
-    command += ["--loglevel=INFO", "--without-heartbeat", "--without-mingle", "--without-gossip"]
-    command += ["-n", node]
-    if concurrency is not None:
-        command += ["-c", str(concurrency)]
-    return [*command, *extra_args]
-
-
-def worker_environment(broker: Broker, env: Mapping[str, str] | None) -> dict[str, str]:
-    """This process's environment, the broker's variables, and the checkout on the path."""
-    path = [str(REPO), str(TESTS)]
-    return {
-        **os.environ,
-        **broker.environment(),
-        "PYTHONPATH": os.pathsep.join(path),
-        "PYTHONUNBUFFERED": "1",
-        **(env or {}),
-    }
-
-
-def living_members(group: int) -> list[int]:
-    """PIDs in process group `group` that are not zombies (which an init may never reap)."""
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return []
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return [group]
-    members = []
-    for stat in proc.glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            # Fields after the command, which may hold spaces: state, ppid, pgrp, ...
-            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
-            if int(pgrp) == group and state != "Z":
-                members.append(int(stat.parent.name))
-    return members
-
-
-def stop_worker(worker: RunningWorker, timeout: float) -> None:
-    """SIGTERM (warm shutdown) by PID; after `timeout`, SIGKILL the whole process group."""
-    group = worker.pid  # start_new_session: the worker leads its own group
-    if worker.process.poll() is None:
-        os.kill(worker.pid, signal.SIGTERM)
-        try:
-            worker.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            worker.killed = True
-    # Pool children outlive a killed parent; give a warm shutdown's children a moment.
-    deadline = time.monotonic() + (0 if worker.killed else 2)
-    while living_members(group) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if living_members(group):
-        worker.killed = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGKILL)
-    worker.process.wait()
-    deadline = time.monotonic() + 5
-    while living_members(group) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    survivors = living_members(group)
-    if survivors:
-        pytest.fail(f"processes {survivors} of worker {worker.name} survived SIGKILL")
 
 
 @contextlib.contextmanager
@@ -359,24 +245,17 @@ def start_worker(
             log_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix=node)))
         client = broker.client_app(f"client-of-{node}")
         cleanup.callback(client.close)
-        log_path = log_dir / f"{node}.log"
-        command = worker_command(app_module, pool, f"{node}@%h", concurrency, extra_args)
-        with log_path.open("wb") as output:
-            process = subprocess.Popen(
-                command,
-                cwd=log_dir,
-                env=worker_environment(broker, env),
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        worker = RunningWorker(f"{node}@{socket.gethostname()}", pool, process, log_path, client)
-        # Runs after stop_worker below, even if that fails, and before the folder goes.
-        cleanup.callback(worker.keep_log)
-        try:
-            # Celery 5 logs "<node> ready." once the consumer is taking messages.
-            worker.wait_for_log(f"{worker.name} ready.", ready_timeout)
+        launched = launch_worker(
+            app_module,
+            pool,
+            broker,
+            log_dir,
+            node=node,
+            concurrency=concurrency,
+            extra_args=extra_args,
+            env=env,
+            python_path=[REPO, TESTS],
+        )
+        worker = RunningWorker.of(launched, client)
+        with failing_the_test(), supervised(worker, ready_timeout, stop_timeout):
             yield worker
-        finally:
-            stop_worker(worker, stop_timeout)

@@ -34,17 +34,19 @@ if os.environ.get(ENABLE_LIMITS) == "1":
     enable_time_limits(app)
     compat.patch()
 # Celery ships no type information: say once what its decorator keeps of a task.
-task: Callable[[Callable[[float], str]], Callable[[float], str]] = app.task
+celery_task: Callable[[Callable[[float], str]], Callable[[float], str]] = app.task
 
 
-@signals.task_prerun.connect
 def _store_start(task_id: str, task: Any, **_: Any) -> None:
     """Store STARTED with the worker's clock: the demo counts a task's seconds from there,
     not from its sending (Redis under gevent and eventlet takes up to a second to deliver)."""
     task.backend.store_result(task_id, {STARTED_AT: time.time()}, "STARTED", request=task.request)
 
 
-@task
+signals.task_prerun.connect(_store_start, weak=False)
+
+
+@celery_task
 def cpu_bound(seconds: float) -> str:
     """Pure Python work that never blocks: only an asynchronous exception stops it."""
     end = time.monotonic() + seconds
@@ -54,7 +56,7 @@ def cpu_bound(seconds: float) -> str:
     return FINISHED
 
 
-@task
+@celery_task
 def blocking_sleep(seconds: float) -> str:
     """Waits in short blocking sleeps, as most polling code does."""
     end = time.monotonic() + seconds
@@ -71,7 +73,7 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
     raise AlarmTimeout("SIGALRM after 1 s")
 
 
-@task
+@celery_task
 def alarm_style(seconds: float) -> str:
     """The classic stdlib SIGALRM timeout around `seconds` of polling, with a 1 s alarm."""
     signal.signal(signal.SIGALRM, _on_alarm)

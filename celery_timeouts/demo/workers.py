@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "BROKER_URL",
@@ -43,6 +43,7 @@ __all__ = [
     "redis_broker",
     "running_worker",
     "stop_workers",
+    "supervised",
 ]
 
 # The environment variables a worker's app reads its broker from.
@@ -54,6 +55,8 @@ READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 LOG_TAIL_LINES = 40
 _POLL = 0.05
+
+Worker = TypeVar("Worker", bound="WorkerProcess")
 
 
 class WorkerError(RuntimeError):
@@ -377,6 +380,24 @@ def stop_workers(workers: Iterable[WorkerProcess], timeout: float = STOP_TIMEOUT
 
 
 @contextlib.contextmanager
+def supervised(
+    worker: Worker, ready_timeout: float = READY_TIMEOUT, stop_timeout: float = STOP_TIMEOUT
+) -> Iterator[Worker]:
+    """Yield `worker` once it is ready; always stop it after, and keep its log's text.
+
+    Raises WorkerError, with the log's tail, if it is not ready in `ready_timeout`.
+    """
+    try:
+        worker.wait_ready(ready_timeout)
+        yield worker
+    finally:
+        try:
+            stop_workers([worker], stop_timeout)
+        finally:
+            worker.keep_log()  # before the caller may delete the log's folder
+
+
+@contextlib.contextmanager
 def running_worker(
     app_module: str,
     pool: str,
@@ -397,10 +418,5 @@ def running_worker(
         if log_dir is None:
             log_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="worker-")))
         worker = launch_worker(app_module, pool, broker, log_dir, **options)
-        # Runs after stop_workers below, even if that fails, and before the folder goes.
-        cleanup.callback(worker.keep_log)
-        try:
-            worker.wait_ready(ready_timeout)
+        with supervised(worker, ready_timeout, stop_timeout):
             yield worker
-        finally:
-            stop_workers([worker], stop_timeout)
