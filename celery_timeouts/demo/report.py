@@ -54,9 +54,33 @@ class DemoReport:
 
 
 def table(report: DemoReport) -> str:
-    """Pool x task, stock next to celery-timeouts, then the autoscale line."""
-    heading = ["pool", "task", HEADINGS[STOCK], HEADINGS[ENABLED]]
+    """Pool x task, stock next to celery-timeouts, then the notes and the autoscale line."""
     footnotes: list[str] = []
+    lines = [
+        f"celery-timeouts demo: real workers on the {report.broker} broker; every task sent "
+        f"with soft_time_limit={SOFT_LIMIT:g}, time_limit={HARD_LIMIT:g}",
+        "(the alarm task's soft limit is 2 s, so that its own 1 s alarm comes first)",
+        "",
+        *_grid(report, footnotes),
+    ]
+    notes = [f"[{number}] {note}" for number, note in enumerate(footnotes, 1)]
+    if any(run.pool == "prefork" for run in report.runs):
+        late = " (about 1 s late on the filesystem transport)"
+        notes.append(
+            "prefork: celery-timeouts leaves it alone, billiard enforces both limits"
+            + (late if report.broker == "filesystem" else "")
+        )
+    if notes:
+        lines += ["", *notes]
+    if report.autoscale:
+        lines += ["", autoscale_line(report)]
+    ending = "interrupted" if report.interrupted else "done"
+    return "\n".join([*lines, "", f"{ending} in {report.seconds:.1f} s"])
+
+
+def _grid(report: DemoReport, footnotes: list[str]) -> list[str]:
+    """The table's heading and rows, in columns; a missing pool gets one line of its own."""
+    heading = ["pool", "task", HEADINGS[STOCK], HEADINGS[ENABLED]]
     rows = {
         pool: _rows(report, pool, footnotes)
         for pool in report.pools
@@ -70,33 +94,13 @@ def table(report: DemoReport) -> str:
         padded = (f"{cell:<{width}}" for cell, width in zip(cells, widths, strict=True))
         return "  ".join(padded).rstrip()
 
-    lines = [
-        f"celery-timeouts demo: real workers on the {report.broker} broker; every task sent "
-        f"with soft_time_limit={SOFT_LIMIT:g}, time_limit={HARD_LIMIT:g}",
-        "(the alarm task's soft limit is 2 s, so that its own 1 s alarm comes first)",
-        "",
-        line(heading),
-        line(["-" * width for width in widths]),
-    ]
+    lines = [line(heading), line(["-" * width for width in widths])]
     for pool in report.pools:
         if pool in report.missing:
             lines.append(f"{pool:<{widths[0]}}  {report.missing[pool]}")
         else:
             lines += [line(row) for row in rows[pool]]
-    if footnotes or "prefork" in rows:
-        lines.append("")
-    lines += [f"[{number}] {note}" for number, note in enumerate(footnotes, 1)]
-    if "prefork" in rows:
-        lines.append(
-            "prefork: celery-timeouts leaves it alone, billiard enforces both limits"
-            + (" (about 1 s late on the filesystem transport)" if report.broker == "filesystem"
-               else "")
-        )
-    if report.autoscale:
-        lines += ["", autoscale_line(report)]
-    ending = "interrupted" if report.interrupted else "done"
-    lines += ["", f"{ending} in {report.seconds:.1f} s"]
-    return "\n".join(lines)
+    return lines
 
 
 def _rows(report: DemoReport, pool: str, footnotes: list[str]) -> list[list[str]]:

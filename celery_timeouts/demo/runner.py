@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import signal
 import tempfile
+import threading
 import time
 import uuid
 import warnings
@@ -84,8 +85,6 @@ class StopRequests:
     @contextlib.contextmanager
     def installed(self) -> Iterator[StopRequests]:
         """Handle the signals inside the block; the previous handlers come back after it."""
-        import threading
-
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
@@ -186,7 +185,8 @@ def run_demo(
                 autoscale="threads" in runnable,
             )
             stops.deferring = False
-            progress(f"started {len(started)} workers on the {broker.name} broker")
+            if started:
+                progress(f"started {len(started)} workers on the {broker.name} broker")
             completed = drive([*runs, *scaled], client, stops, progress)
         except KeyboardInterrupt:
             pass  # a second Ctrl-C: what has finished is still reported
