@@ -26,6 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from local_server import Subscribers, local_server
+from whole_messages import client_app
 
 from celery_timeouts.demo.workers import WorkerProcess, filesystem_broker_in, running_worker
 
@@ -36,7 +37,7 @@ STUCK_EVERY = 3  # events 2, 5, 8 also go to /hook/stuck
 # Subscribers and how long each takes to answer: all within the soft limit of 1.5 s.
 SUBSCRIBERS = {
     "crm": 0.05, "billing": 0.05, "mail": 0.1, "audit": 0.05,
-    "search": 0.1, "stats": 0.05, "chat": 0.2, "warehouse": 1.0,
+    "search": 0.1, "stats": 0.05, "chat": 0.2, "warehouse": 0.5,
 }
 WAIT = 20.0  # seconds any step may take before the example gives up on it
 
@@ -156,7 +157,7 @@ def main() -> int:
                 "webhooks", "gevent", broker, log_dir=folder, python_path=[HERE],
                 concurrency=CONCURRENCY,
             ))
-            client = broker.client_app()
+            client = client_app(broker)
             stack.callback(client.close)
             print(f"worker ready after {time.monotonic() - started:.1f} s (pid {worker.pid}): "
                   f"-P gevent -c {CONCURRENCY}; subscribers at {subscribers.base_url}")
@@ -166,6 +167,10 @@ def main() -> int:
     except KeyboardInterrupt:
         print("interrupted")
         return 130
+    except Exception:
+        if worker is not None:
+            print(f"worker log, last lines:\n{worker.tail()}", file=sys.stderr)
+        raise
     finally:
         if worker is not None:
             print(f"worker pid {worker.pid} stopped: {worker.returncode is not None}; "

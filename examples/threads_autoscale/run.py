@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from local_server import local_server
+from whole_messages import client_app
 
 from celery_timeouts.demo.workers import WorkerProcess, filesystem_broker_in, running_worker
 
@@ -67,11 +68,15 @@ class Session:
     def pool(self) -> dict[str, Any]:
         """``celery inspect stats`` for the pool: max-concurrency, threads, abandoned-...
 
-        Asks up to three times: on the filesystem transport a reply is now and then late.
+        Asks up to three times: on the filesystem transport a reply is now and then late,
+        or read before the worker has written it (kombu then fails to decode it).
         """
         inspect = self.client.control.inspect(destination=[self.worker.name], timeout=1)
         for _ in range(3):
-            stats = inspect.stats() or {}
+            try:
+                stats = inspect.stats() or {}
+            except ValueError:  # json.JSONDecodeError
+                continue
             if self.worker.name in stats:
                 pool: dict[str, Any] = stats[self.worker.name]["pool"]
                 return pool
@@ -187,7 +192,7 @@ def main() -> int:
                 extra_args=[f"--autoscale={MAX_THREADS},{MIN_THREADS}"],
                 env={"AUTOSCALE_KEEPALIVE": str(KEEPALIVE)},
             ))
-            client = broker.client_app()
+            client = client_app(broker)
             stack.callback(client.close)
             session = Session(client, worker)
             print(f"worker ready after {time.monotonic() - started:.1f} s (pid {worker.pid}): "
@@ -201,6 +206,10 @@ def main() -> int:
     except KeyboardInterrupt:
         print("interrupted")
         return 130
+    except Exception:
+        if worker is not None:
+            print(f"worker log, last lines:\n{worker.tail()}", file=sys.stderr)
+        raise
     finally:
         if worker is not None:
             print(f"worker pid {worker.pid} stopped: {worker.returncode is not None}; "
