@@ -10,6 +10,7 @@ Run: python examples/threads_autoscale/run.py
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import sys
 import tempfile
@@ -184,7 +185,7 @@ def main() -> int:
     worker: WorkerProcess | None = None
     try:
         with stop_on_sigterm(), contextlib.ExitStack() as stack:
-            stack.callback(_remove, folder)
+            stack.callback(shutil.rmtree, folder, ignore_errors=True)
             base = stack.enter_context(local_server())
             broker = filesystem_broker_in(folder / "broker")
             worker = stack.enter_context(running_worker(
@@ -216,12 +217,6 @@ def main() -> int:
                   f"temporary folder removed: {not folder.exists()}")
     print(f"total {time.monotonic() - started:.1f} s")
     return 0
-
-
-def _remove(folder: Path) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
