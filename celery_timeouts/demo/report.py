@@ -15,6 +15,7 @@ from .scenario import (
     STOCK,
     TASKS,
     AutoscaleRun,
+    DemoTask,
     Outcome,
     WorkerRun,
 )
@@ -110,7 +111,7 @@ def _rows(report: DemoReport, pool: str, footnotes: list[str]) -> list[list[str]
         cells = [pool if index == 0 else "", task.label]
         for mode in MODES:
             got = report.outcome(pool, mode, task.key)
-            marks = "".join(f" [{_number(footnotes, note)}]" for note in got.footnotes())
+            marks = "".join(f" [{_number(footnotes, note)}]" for note in got.footnotes(task))
             cells.append(got.text(task) + marks)
         rows.append(cells)
     return rows
@@ -133,6 +134,11 @@ def autoscale_line(report: DemoReport) -> str:
     return "\n".join(lines)
 
 
+def _cell(got: Outcome, task: DemoTask) -> dict[str, Any]:
+    """One outcome for JSON: its fields, the table's text and the footnotes' text."""
+    return {**asdict(got), "text": got.text(task), "notes": got.footnotes(task)}
+
+
 def as_json(report: DemoReport) -> dict[str, Any]:
     """Everything in the table, with each outcome's state, seconds, result and message."""
     pools: dict[str, Any] = {}
@@ -146,13 +152,7 @@ def as_json(report: DemoReport) -> dict[str, Any]:
                 "label": task.label,
                 "soft_time_limit": task.soft,
                 "time_limit": task.hard,
-                **{
-                    mode: {
-                        **asdict(report.outcome(pool, mode, task.key)),
-                        "text": report.outcome(pool, mode, task.key).text(task),
-                    }
-                    for mode in MODES
-                },
+                **{mode: _cell(report.outcome(pool, mode, task.key), task) for mode in MODES},
             }
             for task in TASKS
         }

@@ -164,36 +164,16 @@ def run_demo(
     started_at = time.monotonic()
     missing = {pool: note for pool in pools if (note := missing_extra(pool)) is not None}
     runnable = [pool for pool in pools if pool not in missing]
-    started: list[WorkerProcess] = []
-    runs: list[WorkerRun] = []
-    scaled: list[AutoscaleRun] = []
-    completed = False
     stops = StopRequests()
     with (
         stops.installed(),
         tempfile.TemporaryDirectory(prefix="celery-timeouts-demo-") as folder,
     ):
         broker = broker_for(broker_url, Path(folder))
-        client = broker.client_app("celery-timeouts-demo")
-        try:
-            if broker_url is not None:
-                check_broker(client, broker)
-            workdir = Path(folder) if log_dir is None else log_dir
-            workdir.mkdir(parents=True, exist_ok=True)
-            runs, scaled = launch_all(
-                broker, workdir, runnable, uuid.uuid4().hex[:6], started,
-                autoscale="threads" in runnable,
-            )
-            stops.deferring = False
-            if started:
-                progress(f"started {len(started)} workers on the {broker.name} broker")
-            completed = drive([*runs, *scaled], client, stops, progress)
-        except KeyboardInterrupt:
-            pass  # a second Ctrl-C: what has finished is still reported
-        finally:
-            stops.deferring = True
-            _stop_all(started, interrupted=stops.requested, progress=progress)
-            client.close()
+        workdir = Path(folder) if log_dir is None else log_dir
+        runs, scaled, completed = _run_workers(
+            broker, runnable, workdir, stops, progress, check=broker_url is not None
+        )
     return DemoReport(
         broker=broker.name,
         pools=list(pools),
@@ -203,6 +183,43 @@ def run_demo(
         seconds=time.monotonic() - started_at,
         interrupted=not completed,
     )
+
+
+def _run_workers(
+    broker: Broker,
+    pools: Sequence[str],
+    workdir: Path,
+    stops: StopRequests,
+    progress: Progress,
+    *,
+    check: bool,
+) -> tuple[list[WorkerRun], list[AutoscaleRun], bool]:
+    """Launch the workers, drive them and always stop them: what they did, and whether
+    they finished before a stop was requested.
+
+    Raises DemoError if `check` and the broker does not answer.
+    """
+    client = broker.client_app("celery-timeouts-demo")
+    started: list[WorkerProcess] = []
+    runs: list[WorkerRun] = []
+    scaled: list[AutoscaleRun] = []
+    try:
+        if check:
+            check_broker(client, broker)
+        workdir.mkdir(parents=True, exist_ok=True)
+        runs, scaled = launch_all(
+            broker, workdir, pools, uuid.uuid4().hex[:6], started, autoscale="threads" in pools
+        )
+        stops.deferring = False
+        if started:
+            progress(f"started {len(started)} workers on the {broker.name} broker")
+        return runs, scaled, drive([*runs, *scaled], client, stops, progress)
+    except KeyboardInterrupt:
+        return runs, scaled, False  # a second Ctrl-C: what has finished is still reported
+    finally:
+        stops.deferring = True
+        _stop_all(started, interrupted=stops.requested, progress=progress)
+        client.close()
 
 
 def _stop_all(workers: list[WorkerProcess], *, interrupted: bool, progress: Progress) -> None:

@@ -96,17 +96,17 @@ class Outcome:
             note = " (soft limit ignored)"
         return f"{self.outcome} {took}{note}"
 
-    def footnotes(self) -> list[str]:
+    def footnotes(self, task: DemoTask) -> list[str]:
         """What the table cell has no room for: an error's message, a worker's end."""
         notes = []
         if self.message and self.outcome not in LIMIT_ERRORS:
             prefix = "" if self.message.startswith(self.outcome) else f"{self.outcome}: "
             notes.append(prefix + self.message)
         if self.worker_error:
-            notes.append(
-                f"the alarm reached the worker, not the task: it logged {self.worker_error!r} "
-                "and shut down"
+            who = "the alarm reached the worker, not the task: it" if task.key == "alarm" else (
+                "the worker"
             )
+            notes.append(f"{who} logged {self.worker_error!r} and shut down")
         return notes
 
 
