@@ -235,6 +235,21 @@ def test_every_worker_is_gone_after_a_run(threads_and_solo: tuple[dict[str, Any]
     assert not [pid for pid in pids if alive(pid)]
 
 
+@pytest.mark.timeout(90)
+def test_runs_on_a_real_redis_broker(redis_url: str) -> None:
+    with running_demo("--pools", "solo", "--broker", f"{redis_url}/2", "--json") as demo:
+        returncode = demo.finish(timeout=60)
+    assert returncode == 0, demo.stderr()
+    report = json.loads(demo.stdout)
+    assert report["broker"] == "redis"
+    assert outcome(report, "solo", "cpu", "stock")["seconds"] >= UNLIMITED
+    ours = outcome(report, "solo", "cpu", "celery-timeouts")
+    assert ours["outcome"] == "SoftTimeLimitExceeded", ours
+    assert 0.9 <= ours["seconds"] < 2.5, ours
+    assert report["autoscale"] == {}  # only with -P threads
+    assert not [worker["pid"] for worker in report["workers"] if alive(worker["pid"])]
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
     ("moment", "transport"),

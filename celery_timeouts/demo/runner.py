@@ -122,6 +122,10 @@ def check_broker(client: Any, broker: Broker) -> None:
             connection.ensure_connection(
                 max_retries=1, interval_start=0, interval_step=0.2, timeout=BROKER_CHECK_TIMEOUT
             )
+    except ImportError as error:
+        raise DemoError(
+            f"broker {broker.broker_url} needs the Redis client ({error}): pip install redis"
+        ) from None
     except Exception as error:
         raise DemoError(
             f"broker {broker.broker_url} does not answer ({type(error).__name__}: {error}); "

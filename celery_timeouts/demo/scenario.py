@@ -103,9 +103,9 @@ class Outcome:
             prefix = "" if self.message.startswith(self.outcome) else f"{self.outcome}: "
             notes.append(prefix + self.message)
         if self.worker_error:
-            who = "the alarm reached the worker, not the task: it" if task.key == "alarm" else (
-                "the worker"
-            )
+            who = "the worker"
+            if task.key == "alarm":
+                who = "the alarm reached the worker, not the task: it"
             notes.append(f"{who} logged {self.worker_error!r} and shut down")
         return notes
 
