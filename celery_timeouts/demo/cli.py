@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from .report import as_json, table
 from .runner import POOLS, DemoError, run_demo
 
 # Exit codes: a complete run, whatever the tasks did, is a success.
@@ -57,8 +58,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo, print the table (or JSON); 0 done, 1 a worker failed to start,
     2 the demo could not run, 130 interrupted."""
-    from .report import as_json, table
-
     started = time.monotonic()
 
     def progress(message: str) -> None:
