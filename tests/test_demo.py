@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from celery_timeouts.__main__ import main
+from celery_timeouts.demo.workers import filesystem_broker_in
 
 pytest_plugins = ["celery_harness"]  # the redis_url fixture
 
@@ -317,6 +318,24 @@ def test_a_pool_whose_extra_is_missing_is_shown_as_not_installed() -> None:
     gevent = json.loads(demo.stdout)["pools"]["gevent"]
     note = "not installed: pip install celery-timeouts[gevent]"
     assert gevent == {"installed": False, "note": note}
+
+
+def test_filesystem_clients_write_each_message_whole(tmp_path: Path) -> None:
+    # kombu's own transport creates the file before writing it (celery/kombu#1551).
+    from celery_timeouts.demo.whole_messages import Transport
+
+    broker = filesystem_broker_in(tmp_path)
+    client = broker.client_app()
+    try:
+        with client.connection_for_write() as connection:
+            assert type(connection.transport) is Transport
+        client.send_task("some.task", args=[1], queue="whole")
+    finally:
+        client.close()
+    written = sorted(path.name for path in (tmp_path / "queue").iterdir())
+    assert len(written) == 1 and written[0].endswith(".whole.msg"), written
+    message = json.loads((tmp_path / "queue" / written[0]).read_text())
+    assert message["headers"]["task"] == "some.task"
 
 
 def test_bad_options_name_the_value_and_the_fix(capsys: pytest.CaptureFixture[str]) -> None:

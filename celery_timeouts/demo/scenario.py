@@ -194,7 +194,10 @@ class WorkerRun:
         pending = self.pending
         assert pending is not None
         waited = time.monotonic() - pending.sent_at
-        state = pending.result.state
+        try:
+            state = pending.result.state
+        except ValueError:  # a file:// result read while the worker rewrites it: not yet
+            return
         if state == "STARTED" and pending.started is None:
             pending.started = _started_at(pending.result.info)
         if state in READY_STATES:

@@ -74,6 +74,8 @@ class Broker:
     broker_url: str
     result_backend: str
     transport_options: Mapping[str, Any] = field(default_factory=dict)
+    #: The kombu transport ("module:Class") client apps send with, if not the URL's.
+    client_transport: str | None = None
 
     def environment(self) -> dict[str, str]:
         """The variables `configure_from_env` reads in the worker."""
@@ -88,7 +90,10 @@ class Broker:
         from celery import Celery
 
         app = Celery(main, set_as_current=False)
-        return configure(app, self.broker_url, self.result_backend, self.transport_options)
+        configure(app, self.broker_url, self.result_backend, self.transport_options)
+        if self.client_transport is not None:
+            app.conf.broker_transport = self.client_transport
+        return app
 
 
 def filesystem_broker_in(folder: Path) -> Broker:
@@ -109,7 +114,9 @@ def filesystem_broker_in(folder: Path) -> Broker:
         # The transport polls its folder; kombu's default of 1 s would dominate every task.
         "polling_interval": 0.05,
     }
-    return Broker("filesystem", "filesystem://", f"file://{results}", options)
+    # Its clients write each message whole: see whole_messages.py.
+    sender = "celery_timeouts.demo.whole_messages:Transport"
+    return Broker("filesystem", "filesystem://", f"file://{results}", options, sender)
 
 
 def redis_broker(url: str) -> Broker:
