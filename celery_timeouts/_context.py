@@ -6,6 +6,7 @@ already imported them.
 
 from __future__ import annotations
 
+import _thread
 import signal
 import sys
 import threading
@@ -23,8 +24,6 @@ def native_thread_id() -> int:
 
 def _find_original_get_ident() -> Callable[[], int]:
     global _original_get_ident
-    import _thread
-
     get_ident = _thread.get_ident
     gevent_monkey = sys.modules.get("gevent.monkey")
     if gevent_monkey is not None:
@@ -38,9 +37,44 @@ def _find_original_get_ident() -> Callable[[], int]:
     return get_ident
 
 
+def os_thread_primitives() -> tuple[Callable[..., int], Callable[[], Any]]:
+    """`start_new_thread` and `allocate_lock` as the OS provides them, even after gevent
+    or eventlet monkey-patching: the watchdog must stay a real thread, with real locks,
+    so that it runs while a greenlet holds the CPU."""
+    start, allocate = _thread.start_new_thread, _thread.allocate_lock
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None:
+        start = gevent_monkey.get_original("_thread", "start_new_thread")
+        allocate = gevent_monkey.get_original("_thread", "allocate_lock")
+    eventlet_patcher = sys.modules.get("eventlet.patcher")
+    if eventlet_patcher is not None:
+        original = eventlet_patcher.original("_thread")
+        start, allocate = original.start_new_thread, original.allocate_lock
+    return start, allocate
+
+
+def is_green_patched() -> bool:
+    """True once gevent or eventlet has monkey-patched the thread module."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("threading"):
+        return True
+    eventlet_patcher = sys.modules.get("eventlet.patcher")
+    return eventlet_patcher is not None and bool(eventlet_patcher.is_monkey_patched("thread"))
+
+
+def os_lock() -> Any:
+    """A lock of the OS, never a green one (see `os_thread_primitives`)."""
+    return os_thread_primitives()[1]()
+
+
 def is_main_thread() -> bool:
     """True in the interpreter's main OS thread, where SIGALRM handlers run."""
-    return native_thread_id() == threading.main_thread().ident
+    # Native (kernel) ids: gevent's monkey-patching gives the main thread a greenlet's
+    # `ident`, but leaves it its OS thread's `native_id`.
+    return _get_native_id() == threading.main_thread().native_id
+
+
+_get_native_id = _thread.get_native_id
 
 
 def gevent_context() -> str | None:
@@ -56,7 +90,7 @@ def gevent_context() -> str | None:
         return None
     monkey = sys.modules.get("gevent.monkey")
     patched = monkey is not None and monkey.is_module_patched("threading")
-    if patched and (hub is not None or native_thread_id() == threading.main_thread().ident):
+    if patched and (hub is not None or is_main_thread()):
         return "running in a greenlet of a gevent-monkey-patched process"
     return None
 
