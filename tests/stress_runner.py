@@ -1,6 +1,8 @@
 """Race the deadline against the scope's exit, many times, and count what leaks.
 
 Usage: python tests/stress_runner.py BACKEND ITERATIONS WORKERS
+BACKEND is a backend name, or gevent-cpu / eventlet-cpu: greenlets whose bodies never
+yield, so that the green guard's signal (not the hub's timer) races the exit.
 Prints one JSON object with the counts. Each worker (the main thread for `signal`,
 threads, greenlets, green threads or asyncio tasks) runs ITERATIONS / WORKERS rounds.
 
@@ -21,7 +23,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-backend, ITERATIONS, WORKERS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+mode, ITERATIONS, WORKERS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+backend = mode.removesuffix("-cpu")
+NEVER_YIELDS = mode.endswith("-cpu")
 if backend == "gevent":
     from gevent import monkey
 
@@ -41,6 +45,10 @@ from celery_timeouts import TaskTimeout, current_scope, portable_timeout  # noqa
 # resolution. The body lasts limit * U(0.5, 1.5).
 LIMIT = {"signal": 0.0001, "thread": 0.0005, "gevent": 0.002, "eventlet": 0.002,
          "asyncio": 0.002}[backend]
+if NEVER_YIELDS:
+    # The guard acts 10 to 30 ms after the deadline (its grace, then its 20 ms tick):
+    # bodies of 15 to 45 ms race it.
+    LIMIT = 0.01
 
 counts: Counter[str] = Counter()
 problems: list[str] = []
@@ -97,13 +105,18 @@ if backend in ("gevent", "eventlet"):
         green_sleep = eventlet.sleep
 
     def body(seconds: float, rng: random.Random) -> None:
+        if NEVER_YIELDS:
+            spin_until(time.perf_counter() + seconds * 3)
+            return
         # Greenlet timers land only where the body yields: sleep, then a short CPU tail
         # (the deadline and the exit race in the hub, whichever timer it runs first).
         green_sleep(seconds)
         spin_until(time.perf_counter() + rng.uniform(0, 0.00005))
 
     def checkpoint() -> None:
+        helper()  # a signal handler that was still to run would raise here
         green_sleep(0)  # a timer that was not cancelled would throw here
+        helper()
 else:
 
     def body(seconds: float, rng: random.Random) -> None:
@@ -245,7 +258,7 @@ def run() -> None:
 started = time.monotonic()
 run()
 print(json.dumps({
-    "backend": backend,
+    "backend": mode,
     "counts": dict(counts),
     "problems": problems,
     "seconds": round(time.monotonic() - started, 1),

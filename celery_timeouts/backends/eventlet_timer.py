@@ -1,7 +1,8 @@
 """eventlet: a hub timer throws the timeout into the current green thread.
 
 Lands only where the green thread yields to the hub, so never inside the library's own
-enter/exit code. It cannot stop a green thread that never yields.
+enter/exit code. A green thread that never yields starves the hub: for those, the green
+guard (`green_guard`) interrupts the main thread while that green thread holds it.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 from .._context import eventlet_context
 from .._unwind import protected
 from .base import Backend
+from .green_guard import GuardedHub
 
 if TYPE_CHECKING:
     from .._scope import TimeoutScope
 
 
-class EventletBackend(Backend):
+class EventletBackend(GuardedHub, Backend):
     name = "eventlet"
 
     def __init__(self) -> None:
@@ -42,10 +44,16 @@ class EventletBackend(Backend):
         hub = self._get_hub()
         timer = scope._handle = _ThrowTimer(scope, self._getcurrent(), hub)
         hub.add_timer(timer)
+        guard = self._guard if hub is self._guarded_hub else self._adopt_hub(hub)
+        if guard is not None:
+            guard.add(scope)
+            if not guard.ticking:
+                guard.start()
 
     @protected
     def disarm(self, scope: TimeoutScope) -> None:
         scope._handle.cancel()
+        self._unguard(scope)
 
     def sleep(self, seconds: float) -> None:
         self._sleep(seconds)

@@ -1,7 +1,8 @@
 """gevent: a timer on the hub's loop throws the timeout into the current greenlet.
 
 Lands only where the greenlet yields to the hub, so never inside the library's own
-enter/exit code. Like every gevent timeout, it cannot stop a greenlet that never yields.
+enter/exit code. A greenlet that never yields starves the hub: for those, the green
+guard (`green_guard`) interrupts the main thread while that greenlet holds it.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 from .._context import gevent_context
 from .._unwind import protected
 from .base import Backend
+from .green_guard import GuardedHub
 
 if TYPE_CHECKING:
     from .._scope import TimeoutScope
 
 
-class GeventBackend(Backend):
+class GeventBackend(GuardedHub, Backend):
     name = "gevent"
 
     def __init__(self) -> None:
@@ -40,12 +42,19 @@ class GeventBackend(Backend):
     def arm(self, scope: TimeoutScope) -> None:
         # Just armed: the deadline is `seconds` from now. update=True measures from now,
         # not from the loop's last iteration (stale after a long CPU-bound stretch).
-        timer = scope._handle = self._get_hub().loop.timer(scope.seconds)
+        hub = self._get_hub()
+        timer = scope._handle = hub.loop.timer(scope.seconds)
         timer.start(_throw, scope, self._getcurrent(), update=True)
+        guard = self._guard if hub is self._guarded_hub else self._adopt_hub(hub)
+        if guard is not None:
+            guard.add(scope)
+            if not guard.ticking:
+                guard.start()
 
     @protected
     def disarm(self, scope: TimeoutScope) -> None:
         scope._handle.close()
+        self._unguard(scope)
 
     def sleep(self, seconds: float) -> None:
         self._sleep(seconds)

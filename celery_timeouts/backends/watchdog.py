@@ -27,9 +27,9 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .._context import native_thread_id
+from .._context import is_green_patched, native_thread_id, os_lock, os_thread_primitives
 from .._unwind import (
     at_handler_hole,
     in_protected_code,
@@ -86,14 +86,16 @@ class WatchdogBackend(Backend):
             os.register_at_fork(after_in_child=self._after_fork_in_child)
 
     def _init_state(self) -> None:
-        self._lock = threading.Lock()
-        self._wakeup = threading.Condition(self._lock)
+        # OS locks, and below an OS thread, even in a gevent/eventlet-patched process:
+        # the green guard relies on the watchdog running while a greenlet hogs the CPU.
+        self._lock = os_lock()
+        self._wakeup = _Wakeup(self._lock)
         self._heap: list[tuple[float, int, _Timed]] = []
         self._sequence = itertools.count()
         self._cancelled = 0
         # thread id -> what was injected there and may not have landed yet
         self._pending: dict[int, TimeoutScope | Delivery] = {}
-        self._thread: threading.Thread | None = None
+        self._thread: object = None
 
     def unavailable_reason(self) -> str | None:
         return None
@@ -141,6 +143,10 @@ class WatchdogBackend(Backend):
         self._cancelled = 0
 
     def _start_thread(self) -> None:
+        if is_green_patched():
+            start_new_thread, _ = os_thread_primitives()  # threading.Thread is a greenlet now
+            self._thread = start_new_thread(self._run, ())
+            return
         thread = threading.Thread(
             target=self._run, name="celery-timeouts-watchdog", daemon=True
         )
@@ -278,6 +284,32 @@ class WatchdogBackend(Backend):
         heapq.heapify(self._heap)
         if self._heap:
             self._start_thread()
+
+
+class _Wakeup:
+    """`threading.Condition`'s wait/notify for the watchdog, on OS locks only.
+
+    `lock` is held by whoever calls `wait` or `notify`. The bell is a lock kept acquired
+    while no notification is pending; `notify` releases it, `wait` acquires it back.
+    """
+
+    __slots__ = ("_bell", "_lock")
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+        self._bell = os_lock()
+        self._bell.acquire()
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._lock.release()
+        try:
+            self._bell.acquire(True, -1 if timeout is None else timeout)
+        finally:
+            self._lock.acquire()
+
+    def notify(self) -> None:
+        if self._bell.locked():  # notifiers hold `lock`: no two release it at once
+            self._bell.release()
 
 
 def _lands_in_body(frame: FrameType, entry_frame: FrameType | None) -> bool:

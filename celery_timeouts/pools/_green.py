@@ -30,6 +30,6 @@ def run_green_job(
 
 GREEN_LIMITS_LOG = (
     "celery-timeouts: %s pool — soft and hard limits enforced by hub timers in each "
-    "task's greenlet; a task that never yields to the hub (a pure CPU loop) is not "
-    "interrupted"
+    "task's greenlet, and by a SIGURG from the watchdog thread for a task that never "
+    "yields (a CPU loop); only a call blocked inside C code cannot be interrupted"
 )

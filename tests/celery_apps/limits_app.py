@@ -73,6 +73,19 @@ def stubborn(seconds: float) -> str:
 
 
 @app.task
+def stubborn_cpu(seconds: float) -> str:
+    """As `stubborn`, but never yields or sleeps: on gevent and eventlet only the green
+    guard's signal can stop it."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            cpu_loop(end - time.monotonic())
+        except Exception:
+            continue
+    return "finished"
+
+
+@app.task
 def stuck(seconds: float) -> str:
     """One long blocking call: a worker thread cannot be interrupted inside it."""
     time.sleep(seconds)

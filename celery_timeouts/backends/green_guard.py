@@ -1,0 +1,191 @@
+"""Stops a greenlet that never yields, which the hub's own timers cannot do.
+
+gevent and eventlet deliver a timeout from the hub, and the hub runs only when the
+current greenlet yields to it: a CPU-bound greenlet past its deadline starves the hub,
+so its timer never fires. While green scopes are armed, the watchdog thread looks every
+`TICK` seconds for one that is overdue by more than `GRACE` and has not fired, and then
+sends SIGURG to the hub's OS thread (the main thread). The handler runs in whatever
+greenlet holds the CPU and raises only if one of *that* greenlet's own scopes is overdue,
+so a timeout never lands in the hub or in another greenlet.
+
+SIGURG because its default disposition is to ignore it (a stray one harms nothing), no
+Celery or gevent code uses it, and it is not SIGALRM, which the signal backend owns. If
+the process already has a SIGURG handler, the guard stays off and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from .._context import is_main_thread, native_thread_id, os_lock
+from .._unwind import at_handler_hole, in_protected_code, protected
+
+if TYPE_CHECKING:
+    from .._scope import TimeoutScope
+    from .watchdog import WatchdogBackend
+
+TICK = 0.02  # seconds between the watchdog's looks at the armed green scopes
+GRACE = 0.01  # how long past its deadline the hub's own timer gets before the guard acts
+SIGNAL: int | None = getattr(signal, "SIGURG", None)
+
+logger = logging.getLogger(__name__)
+
+
+class GreenGuard:
+    """The armed green scopes of the main thread's hub, and the tick that watches them.
+
+    `add`/`discard` are the per-call cost (a set insert and removal); everything else
+    runs on the watchdog thread every `TICK`, and only while some scope is armed.
+    """
+
+    def __init__(self) -> None:
+        self._scopes: set[TimeoutScope] = set()
+        self.add = self._scopes.add
+        self.discard = self._scopes.discard
+        self.ticking = False
+        self._lock = os_lock()
+        self._main_thread_id = 0
+        self._watchdog: WatchdogBackend | None = None
+        self._handler = self._on_signal  # one bound method, so identity checks work
+        self.installed = self._install()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _install(self) -> bool:
+        """Install the SIGURG handler; runs once, in the main thread."""
+        if SIGNAL is None or not is_main_thread():
+            return False  # no SIGURG here, or a hub in another thread: signals can't reach it
+        current = signal.getsignal(SIGNAL)
+        if current not in (signal.SIG_DFL, signal.SIG_IGN, None):
+            logger.warning(
+                "celery-timeouts: SIGURG already has a handler (%r): a greenlet that "
+                "never yields will not be stopped at its deadline",
+                current,
+            )
+            return False
+        signal.signal(SIGNAL, self._handler)
+        self._main_thread_id = native_thread_id()
+        return True
+
+    def start(self) -> None:
+        """Start ticking (called after `add` when `ticking` is False)."""
+        with self._lock:
+            if self.ticking:
+                return
+            self.ticking = True
+        self._schedule()
+
+    def _schedule(self) -> None:
+        watchdog = self._watchdog
+        if watchdog is None:
+            from . import get_backend
+
+            watchdog = self._watchdog = get_backend("thread")  # type: ignore[assignment]
+            assert watchdog is not None
+        watchdog.call_at(time.monotonic() + TICK, self._tick)
+
+    def _tick(self) -> None:
+        """On the watchdog thread: signal the hub's thread if a scope is overdue."""
+        now = time.monotonic()
+        overdue = now - GRACE
+        # tuple() copies the set without running Python code, so the main thread cannot
+        # change it halfway (the GIL).
+        due = any(not scope._fired and scope._deadline <= overdue for scope in tuple(self._scopes))
+        # Only while our handler is in place: another one may have replaced it since.
+        if due and signal.getsignal(SIGNAL) is self._handler:  # type: ignore[arg-type]
+            signal.pthread_kill(self._main_thread_id, SIGNAL)  # type: ignore[arg-type]
+        if self._keep_ticking():
+            self._schedule()
+
+    def _keep_ticking(self) -> bool:
+        # add() puts the scope in the set before it reads `ticking`: so after clearing
+        # `ticking`, a second look at the set catches an add that saw it still True.
+        with self._lock:
+            if self._scopes:
+                return True
+            self.ticking = False
+            if self._scopes:
+                self.ticking = True
+                return True
+            return False
+
+    @protected
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """Runs in the greenlet that holds the CPU: raise its own overdue timeout, if any."""
+        from .._scope import current_scope
+
+        now = time.monotonic()
+        target: TimeoutScope | None = None
+        scope = current_scope()
+        while scope is not None:
+            if (
+                scope in self._scopes  # an armed green scope (others may have no deadline)
+                and not scope._fired
+                and scope._deadline <= now
+                and (target is None or scope._deadline < target._deadline)
+            ):
+                target = scope
+            scope = scope._parent
+        if target is None:
+            return  # another greenlet's scope is overdue (the hub will deliver it), or none
+        if frame is not None and (in_protected_code(frame) or at_handler_hole(frame)):
+            return  # in the library's enter/exit code: the next tick tries again
+        target._fired = True
+        raise target._unwinding()
+
+    def _after_fork_in_child(self) -> None:
+        # The watchdog's tick did not survive the fork (only the forking thread does).
+        self.ticking = False
+        self._lock = os_lock()
+        if self._scopes:
+            self.start()
+
+
+_guard: GreenGuard | None = None
+_creating = threading.Lock()  # taken in the main thread only
+
+
+def main_thread_guard() -> GreenGuard | None:
+    """The process's guard, for scopes of the main thread's hub; call it from the main
+    thread. None where it cannot run (no SIGURG, or SIGURG has another handler)."""
+    global _guard
+    with _creating:
+        if _guard is None:
+            _guard = GreenGuard()
+    return _guard if _guard.installed else None
+
+
+
+
+class GuardedHub:
+    """Mixed into a green backend: the main thread's hub, whose scopes get guarded.
+
+    Only scopes of the main thread's hub are guarded: a signal reaches no other thread.
+    The backend's `arm` reads `_guard` when the hub is `_guarded_hub`, else calls
+    `_adopt_hub`; its `disarm` calls `_unguard`.
+    """
+
+    _guarded_hub: object = None
+    _guard: GreenGuard | None = None
+
+    def _unguard(self, scope: TimeoutScope) -> None:
+        """Replaced by the guard's set removal once a guard is adopted."""
+
+    def _adopt_hub(self, hub: object) -> GreenGuard | None:
+        """The guard for scopes of `hub` (not the hub seen so far), or None."""
+        if not is_main_thread():
+            return None
+        self._guarded_hub = hub
+        guard = self._guard = main_thread_guard()
+        if guard is not None:
+            self._unguard = guard.discard  # type: ignore[method-assign,assignment]
+        return guard
+
+
+__all__ = ["GRACE", "SIGNAL", "TICK", "GreenGuard", "GuardedHub", "main_thread_guard"]
