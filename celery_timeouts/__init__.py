@@ -40,6 +40,8 @@ def portable_timeout(
     Raises TypeError/ValueError for bad `seconds`, `backend` or `exception`, and
     `BackendUnavailable` on entry when an explicitly chosen backend cannot run there.
     """
+    if backend == "auto" and exception is TaskTimeout and catchable is False:
+        return TimeoutScope(seconds)  # forwarding keywords costs more than these checks
     return TimeoutScope(seconds, backend=backend, exception=exception, catchable=catchable)
 
 

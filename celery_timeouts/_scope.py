@@ -225,7 +225,7 @@ class TimeoutScope:
         seconds = self.seconds
         backend = None
         if seconds is not None:
-            backend = self._backend = resolve(self._requested, coroutine=coroutine)
+            backend = self._backend = resolve(self._requested, coroutine)
             self.backend = backend.name
             deadline = self.deadline = self._deadline = _monotonic() + seconds
             if effective is None or deadline < effective:

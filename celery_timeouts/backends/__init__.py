@@ -136,7 +136,7 @@ def _auto_name() -> str:
     return "thread"
 
 
-def resolve(requested: str, *, coroutine: bool = False) -> Backend:
+def resolve(requested: str, coroutine: bool = False) -> Backend:
     """The backend to use for a scope entered now; raises BackendUnavailable."""
     if requested == AUTO:
         # auto only picks backends that can run here (asyncio checks for a task on arm)
