@@ -555,7 +555,26 @@ def scan_source(source: str, path: str = "<string>") -> list[Finding]:
     tree = ast.parse(source, filename=path)  # parse first: broken input must still raise
     if "signal" not in source:
         return []  # every spelling we report imports a module named `signal`
-    return _Scanner(path, source).scan_module(tree)
+    findings = _Scanner(path, source).scan_module(tree)
+    if findings and IGNORE_MARKER in source:
+        ignored = _ignored_lines(source)
+        findings = [finding for finding in findings if finding.line not in ignored]
+    return findings
+
+
+# A comment with this on the line of a call keeps it out of the report (code that runs
+# only in the main thread on purpose).
+IGNORE_MARKER = "celery-timeouts: ignore"
+
+
+def _ignored_lines(source: str) -> frozenset[int]:
+    """Lines whose comment carries IGNORE_MARKER (comments only, never strings)."""
+    tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+    return frozenset(
+        token.start[0]
+        for token in tokens
+        if token.type == tokenize.COMMENT and IGNORE_MARKER in token.string
+    )
 
 
 class _Unscannable(Exception):

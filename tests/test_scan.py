@@ -367,3 +367,13 @@ def test_subprocess_exit_code_and_output() -> None:
     assert completed.stderr == ""
     expected_count = sum(len(expected) for expected in EXPECTED.values())
     assert len(completed.stdout.splitlines()) == expected_count
+
+
+def test_a_marker_comment_keeps_a_line_out_of_the_report() -> None:
+    source = (
+        "import signal\n"
+        "signal.alarm(1)  # celery-timeouts: ignore (main thread only, on purpose)\n"
+        "signal.alarm(2)\n"
+        "x = '# celery-timeouts: ignore'; signal.alarm(3)\n"  # in a string: not a marker
+    )
+    assert [finding.line for finding in scan_source(source)] == [3, 4]
