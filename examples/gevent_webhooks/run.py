@@ -26,7 +26,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from local_server import Subscribers, local_server
-from whole_messages import client_app
 
 from celery_timeouts.demo.workers import WorkerProcess, filesystem_broker_in, running_worker
 
@@ -157,7 +156,7 @@ def main() -> int:
                 "webhooks", "gevent", broker, log_dir=folder, python_path=[HERE],
                 concurrency=CONCURRENCY,
             ))
-            client = client_app(broker)
+            client = broker.client_app()
             stack.callback(client.close)
             print(f"worker ready after {time.monotonic() - started:.1f} s (pid {worker.pid}): "
                   f"-P gevent -c {CONCURRENCY}; subscribers at {subscribers.base_url}")

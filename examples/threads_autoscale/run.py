@@ -25,7 +25,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from local_server import local_server
-from whole_messages import client_app
 
 from celery_timeouts.demo.workers import WorkerProcess, filesystem_broker_in, running_worker
 
@@ -70,13 +69,16 @@ class Session:
         """``celery inspect stats`` for the pool: max-concurrency, threads, abandoned-...
 
         Asks up to three times: on the filesystem transport a reply is now and then late,
-        or read before the worker has written it (kombu then fails to decode it).
+        or read before it is written. The client's messages are written whole (the
+        broker's sender transport, celery_timeouts.demo.whole_messages), but the worker
+        replies through kombu's stock transport, which creates the file under its final
+        name and then writes it: reading it in between, kombu fails to decode it.
         """
         inspect = self.client.control.inspect(destination=[self.worker.name], timeout=1)
         for _ in range(3):
             try:
                 stats = inspect.stats() or {}
-            except ValueError:  # json.JSONDecodeError
+            except ValueError:  # json.JSONDecodeError: a reply read before it was whole
                 continue
             if self.worker.name in stats:
                 pool: dict[str, Any] = stats[self.worker.name]["pool"]
@@ -193,7 +195,7 @@ def main() -> int:
                 extra_args=[f"--autoscale={MAX_THREADS},{MIN_THREADS}"],
                 env={"AUTOSCALE_KEEPALIVE": str(KEEPALIVE)},
             ))
-            client = client_app(broker)
+            client = broker.client_app()
             stack.callback(client.close)
             session = Session(client, worker)
             print(f"worker ready after {time.monotonic() - started:.1f} s (pid {worker.pid}): "
