@@ -181,3 +181,63 @@ def test_custom_pool_worker_wide_limits_and_control_time_limit(redis_url: str) -
     assert 2.9 <= stubborn.seconds < 3 + LATENCY, stubborn
     assert isinstance(changed.result, SoftTimeLimitExceeded), changed
     assert 0.45 <= changed.seconds < 0.5 + LATENCY, changed
+
+
+def test_limits_from_the_task_decorator_and_from_the_app_config(redis_url: str) -> None:
+    from celery_harness import redis_broker_at
+
+    broker = redis_broker_at(redis_url)
+    env = {**ENABLED, "CT_CONFIG_LIMITS": "0.5,2"}  # task_soft_time_limit, task_time_limit
+    with start_worker(APP, "threads", broker, concurrency=2, env=env) as worker:
+        from_decorator = outcome(run_task(worker, "decorated", 10, soft=None, hard=None))
+        from_config = outcome(run_task(worker, "stubborn", 10, soft=None, hard=None))
+        config_soft = outcome(run_task(worker, "sleepy", 10, soft=None, hard=None))
+    # `decorated` catches its soft limit (1 s) and only its hard limit (3 s) ends it.
+    assert isinstance(from_decorator.result, TimeLimitExceeded), from_decorator
+    assert 2.9 <= from_decorator.seconds < 3 + LATENCY, from_decorator
+    assert isinstance(from_config.result, TimeLimitExceeded), from_config
+    assert 1.9 <= from_config.seconds < 2 + LATENCY, from_config
+    assert isinstance(config_soft.result, SoftTimeLimitExceeded), config_soft
+    assert 0.45 <= config_soft.seconds < 0.5 + LATENCY, config_soft
+
+
+def test_threads_pool_grow_and_shrink_by_remote_control(redis_url: str) -> None:
+    from celery_harness import redis_broker_at
+
+    broker = redis_broker_at(redis_url)
+    with start_worker(APP, "threads", broker, concurrency=2, env=ENABLED) as worker:
+        control = worker.app.control
+        inspect = control.inspect(destination=[worker.name], timeout=5)
+
+        def pool() -> dict[str, Any]:
+            return dict(inspect.stats()[worker.name]["pool"])
+
+        grown = control.pool_grow(3, destination=[worker.name], reply=True)
+        after_grow = pool()
+        shrunk = control.pool_shrink(4, destination=[worker.name], reply=True)
+        time.sleep(0.5)  # retired threads finish as they take their retire message
+        after_shrink = pool()
+        # Every slot still serves.
+        results = [worker.app.send_task(f"{APP}.add", args=[i, i]) for i in range(10)]
+        assert [r.get(timeout=15) for r in results] == [2 * i for i in range(10)]
+    assert grown and "ok" in next(iter(grown[0].values())), grown
+    assert shrunk and "ok" in next(iter(shrunk[0].values())), shrunk
+    assert (after_grow["max-concurrency"], after_grow["threads"]) == (5, 5)
+    # Shrinking never goes below one thread.
+    assert (after_shrink["max-concurrency"], after_shrink["threads"]) == (1, 1)
+
+
+def test_too_many_abandoned_threads_ask_for_a_warm_restart(redis_url: str) -> None:
+    from celery_harness import redis_broker_at
+
+    broker = redis_broker_at(redis_url)
+    env = {**ENABLED, "CT_MAX_ABANDONED": "1"}
+    with start_worker(APP, "threads", broker, concurrency=2, env=env) as worker:
+        stuck = [run_task(worker, "stuck", 60, soft=None, hard=1) for _ in range(2)]
+        stuck_outcomes = [outcome(job) for job in stuck]
+        worker.wait_for_log("asking the worker for a warm restart", 10)
+        worker.wait_for_log("Restarting celery worker", 10)
+        # The restarted worker (the same PID, re-executed) serves again.
+        assert worker.app.send_task(f"{APP}.add", args=[1, 2]).get(timeout=60) == 3
+    for got in stuck_outcomes:
+        assert isinstance(got.result, TimeLimitExceeded), got

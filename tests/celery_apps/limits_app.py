@@ -16,8 +16,13 @@ from celery_apps.common import configure_from_env
 from celery_timeouts import compat, enable_time_limits
 
 app = configure_from_env(Celery("limits_app"))
+# Limits from the app's configuration, for tasks that set none: CT_CONFIG_LIMITS="1,3".
+if os.environ.get("CT_CONFIG_LIMITS"):
+    soft_limit, hard_limit = (float(x) for x in os.environ["CT_CONFIG_LIMITS"].split(","))
+    app.conf.task_soft_time_limit, app.conf.task_time_limit = soft_limit, hard_limit
 if os.environ.get("CT_ENABLE_LIMITS") == "1":
-    enable_time_limits(app)
+    cap = os.environ.get("CT_MAX_ABANDONED")
+    enable_time_limits(app, max_abandoned_threads=int(cap) if cap else None)
 
 
 def _pause(seconds: float) -> None:
@@ -47,6 +52,12 @@ def sleepy(seconds: float) -> str:
     while time.monotonic() < end:
         _pause(0.05)
     return "finished"
+
+
+@app.task(soft_time_limit=1, time_limit=3)
+def decorated(seconds: float) -> str:
+    """Its limits come from the task decorator."""
+    return stubborn(seconds)
 
 
 @app.task
