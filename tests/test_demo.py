@@ -3,6 +3,7 @@ filesystem broker, the JSON it prints, Ctrl-C, and a pool whose extra is missing
 
 Timing bounds are loose on purpose: two cores, shared with other test runs. What they
 tell apart is which limit acted (soft at 1 s, hard at 3 s, none: the task's full 6 s).
+The task that catches its soft limit is there to show the hard one.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from celery_timeouts.__main__ import main
+from celery_timeouts.demo.scenario import RUN_FOR, TASKS, Outcome
 from celery_timeouts.demo.workers import filesystem_broker_in
 
 pytest_plugins = ["celery_harness"]  # the redis_url fixture
@@ -201,6 +203,39 @@ def test_stock_threads_run_past_the_limits_ours_stop_at_the_soft_limit(
 
 
 @pytest.mark.timeout(150)
+def test_a_task_that_catches_its_soft_limit_is_ended_by_the_hard_one_with_ours(
+    threads_and_solo: tuple[dict[str, Any], str],
+) -> None:
+    report, progress = threads_and_solo
+    for pool in ("threads", "solo"):
+        stock = outcome(report, pool, "catch_soft", "stock")
+        # Neither limit: no soft limit to catch, the loop's full 6 s.
+        assert (stock["outcome"], stock["result"]) == ("SUCCESS", "finished"), (pool, stock)
+        assert stock["seconds"] >= RUN_FOR, (pool, stock)
+        assert stock["soft_limit_caught"] is None, (pool, stock)
+        assert stock["text"] == f"SUCCESS {stock['seconds']:.1f} s (limits ignored)"
+        ours = outcome(report, pool, "catch_soft", "celery-timeouts")
+        # The soft limit raised at 1 s and caught, the hard one (3 s) not catchable.
+        assert ours["outcome"] == "TimeLimitExceeded", (pool, ours)
+        assert 2.9 <= ours["seconds"] <= 4.5, (pool, ours)
+        assert 0.9 <= ours["soft_limit_caught"] < 2.5, (pool, ours)
+        assert ours["text"] == f"TimeLimitExceeded {ours['seconds']:.1f} s (soft limit caught)"
+    assert "threads/celery-timeouts: catches soft limit sent" in progress
+
+
+def test_a_caught_soft_limit_is_said_so_not_ignored() -> None:
+    task = next(task for task in TASKS if task.catches_soft)
+    # Stock gevent: only its hard limit, the soft one never raised.
+    assert Outcome("TimeLimitExceeded", 3.0).text(task) == (
+        "TimeLimitExceeded 3.0 s (soft limit ignored)"
+    )
+    caught = Outcome("TimeLimitExceeded", 3.0, soft_limit_caught=1.0)
+    assert caught.text(task) == "TimeLimitExceeded 3.0 s (soft limit caught)"
+    unlimited = Outcome("SUCCESS", 6.0, result="finished", soft_limit_caught=1.0)
+    assert unlimited.text(task) == "SUCCESS 6.0 s (soft limit caught, hard limit ignored)"
+
+
+@pytest.mark.timeout(150)
 def test_alarm_style_code_fires_in_threads_with_compat_patch(
     threads_and_solo: tuple[dict[str, Any], str],
 ) -> None:
@@ -247,6 +282,10 @@ def test_runs_on_a_real_redis_broker(redis_url: str) -> None:
     ours = outcome(report, "solo", "cpu", "celery-timeouts")
     assert ours["outcome"] == "SoftTimeLimitExceeded", ours
     assert 0.9 <= ours["seconds"] < 2.5, ours
+    # The caught soft limit, read from the Redis result backend while the task ran.
+    caught = outcome(report, "solo", "catch_soft", "celery-timeouts")
+    assert caught["outcome"] == "TimeLimitExceeded", caught
+    assert caught["soft_limit_caught"] is not None, caught
     assert report["autoscale"] == {}  # only with -P threads
     assert not [worker["pid"] for worker in report["workers"] if alive(worker["pid"])]
 

@@ -61,6 +61,12 @@ def table(report: DemoReport) -> str:
         f"celery-timeouts demo: real workers on the {report.broker} broker; every task sent "
         f"with soft_time_limit={SOFT_LIMIT:g}, time_limit={HARD_LIMIT:g}",
         "(the alarm task's soft limit is 2 s, so that its own 1 s alarm comes first)",
+        *(
+            f"({task.label}: a time.sleep loop that catches SoftTimeLimitExceeded and goes on, "
+            "so only the hard limit can end it)"
+            for task in TASKS
+            if task.catches_soft
+        ),
         "",
         *_grid(report, footnotes),
     ]

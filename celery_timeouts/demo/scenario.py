@@ -44,6 +44,8 @@ ALARM_FIRED = "alarm fired"
 ALARM_DID_NOT_FIRE = "alarm did not fire"
 # In a STARTED task's meta: when it started (time.time() in the worker), see tasks.py.
 STARTED_AT = "started_at"
+# Added to it by the task that catches its soft limit, when it did (time.time() too).
+SOFT_LIMIT_CAUGHT_AT = "soft_limit_caught_at"
 
 Progress = Callable[[str], None]
 
@@ -55,11 +57,16 @@ class DemoTask:
     label: str
     soft: float = SOFT_LIMIT
     hard: float = HARD_LIMIT
+    # It catches SoftTimeLimitExceeded and goes on, and says when (SOFT_LIMIT_CAUGHT_AT).
+    catches_soft: bool = False
 
 
 TASKS = (
     DemoTask("cpu", "cpu_bound", "CPU-bound loop"),
     DemoTask("sleep", "blocking_sleep", "time.sleep loop"),
+    # Only the hard limit can end it. Before the alarm task, which takes some stock
+    # workers down.
+    DemoTask("catch_soft", "ignores_soft_limit", "catches soft limit", catches_soft=True),
     # Its own 1 s alarm must fire before Celery's soft limit does: so a 2 s soft limit.
     DemoTask("alarm", "alarm_style", "signal.alarm(1)", soft=2.0),
 )
@@ -76,6 +83,9 @@ class Outcome:
     message: str | None = None  # the exception's message
     # The worker's "Unrecoverable error: ..." if it logged one while this task ran.
     worker_error: str | None = None
+    # When a task that catches its soft limit caught it, in seconds from its start; None
+    # if it never had to (or is not such a task).
+    soft_limit_caught: float | None = None
 
     def text(self, task: DemoTask) -> str:
         """One table cell, e.g. ``SUCCESS 6.0 s (limits ignored)``."""
@@ -88,7 +98,12 @@ class Outcome:
             return f"SUCCESS {took} (no alarm in the task)"
         note = ""
         succeeded = self.outcome == "SUCCESS"
-        if succeeded and self.seconds > task.hard:
+        if self.soft_limit_caught is not None:
+            # Raised, and caught on purpose: what is left to see is the hard limit.
+            note = " (soft limit caught)"
+            if succeeded and self.seconds > task.hard:
+                note = " (soft limit caught, hard limit ignored)"
+        elif succeeded and self.seconds > task.hard:
             note = " (limits ignored)"
         elif (succeeded and self.seconds > task.soft + 0.5) or (
             self.outcome == "TimeLimitExceeded" and task.soft < task.hard
@@ -147,6 +162,7 @@ class Pending:
     sent_at: float  # monotonic
     log_start: int  # how much the worker had logged when the task was sent
     started: datetime | None = None  # its STARTED_AT, once seen
+    soft_limit_caught: float | None = None  # its SOFT_LIMIT_CAUGHT_AT, once seen
 
 
 @dataclass
@@ -198,8 +214,8 @@ class WorkerRun:
             state = pending.result.state
         except ValueError:  # a file:// result read while the worker rewrites it: not yet
             return
-        if state == "STARTED" and pending.started is None:
-            pending.started = _started_at(pending.result.info)
+        if state == "STARTED":
+            self._read_started(pending)
         if state in READY_STATES:
             got = outcome_of(pending.result, pending.started or pending.sent)
         elif self.worker.returncode is not None:
@@ -211,11 +227,27 @@ class WorkerRun:
         else:
             return
         got.worker_error = self._unrecoverable_error(pending.log_start)
+        got.soft_limit_caught = pending.soft_limit_caught
         if got.worker_error:
             self.to_send = []  # it is shutting down
         self.outcomes[pending.task.key] = got
         self.pending = None
         progress(f"{self.title}: {pending.task.label} -> {got.text(pending.task)}")
+
+    def _read_started(self, pending: Pending) -> None:
+        """Note the STARTED meta's start and, for a task that catches its soft limit (its
+        result replaces the meta), when it caught it."""
+        if pending.started is not None and not pending.task.catches_soft:
+            return
+        try:
+            meta = pending.result.info
+        except ValueError:  # read while the worker rewrites it, as above
+            return
+        if pending.started is None:
+            pending.started = _started_at(meta)
+        caught = meta.get(SOFT_LIMIT_CAUGHT_AT) if isinstance(meta, dict) else None
+        if pending.soft_limit_caught is None and isinstance(caught, (int, float)):
+            pending.soft_limit_caught = round(max(caught - pending.started.timestamp(), 0), 6)
 
     def _send_next(self, client: Any, progress: Progress) -> None:
         if not self.to_send:

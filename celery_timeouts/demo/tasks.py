@@ -15,7 +15,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, current_task, signals
+from celery.exceptions import SoftTimeLimitExceeded
 
 from celery_timeouts import compat, enable_time_limits
 from celery_timeouts.demo.scenario import (
@@ -23,6 +24,7 @@ from celery_timeouts.demo.scenario import (
     ALARM_FIRED,
     ENABLE_LIMITS,
     FINISHED,
+    SOFT_LIMIT_CAUGHT_AT,
     STARTED_AT,
 )
 from celery_timeouts.demo.workers import configure_from_env
@@ -63,6 +65,36 @@ def blocking_sleep(seconds: float) -> str:
     while time.monotonic() < end:
         time.sleep(0.05)
     return FINISHED
+
+
+def _store_soft_limit_caught(started: float) -> None:
+    """Add to the STARTED meta when the soft limit was caught: the demo reads it while the
+    task runs (the hard limit's result replaces the meta)."""
+    meta = {STARTED_AT: started, SOFT_LIMIT_CAUGHT_AT: time.time()}
+    request = current_task.request
+    current_task.backend.store_result(request.id, meta, "STARTED", request=request)
+
+
+@celery_task
+def ignores_soft_limit(seconds: float) -> str:
+    """Polls like `blocking_sleep`, but catches SoftTimeLimitExceeded (and any Exception)
+    and goes on, as code that must not give up does: only the hard limit can end it.
+
+    celery-timeouts raises the hard limit as a BaseException, which `except Exception:`
+    does not catch; prefork kills the process; stock gevent's Timeout is a BaseException.
+    """
+    started = time.time()  # the STARTED meta's, give or take the prerun signal
+    end = time.monotonic() + seconds
+    while True:
+        # The whole loop inside the try: a limit may land between two sleeps.
+        try:
+            while time.monotonic() < end:
+                time.sleep(0.05)
+            return FINISHED
+        except SoftTimeLimitExceeded:
+            _store_soft_limit_caught(started)
+        except Exception:  # whatever else goes wrong, this task keeps at it
+            continue
 
 
 class AlarmTimeout(Exception):
