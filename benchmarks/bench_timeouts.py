@@ -5,7 +5,8 @@ Run: scripts/bench   (or: python benchmarks/bench_timeouts.py [--quick])
 Measures, in one run on this machine:
   * per-call overhead when the timeout does not fire (median of several rounds,
     minus the cost of calling the bare function);
-  * fire latency of a pure-Python loop (p99 over >= 40 trials);
+  * fire latency of a pure-Python loop (p99 over >= 40 trials), in threads and in
+    greenlets that never yield (the green guard);
   * 1,000 threads each inside a scope: extra threads and RSS growth.
 gevent and eventlet are measured in their own monkey-patched subprocesses.
 """
@@ -62,10 +63,10 @@ def overhead_main_thread(n: int) -> dict[str, float]:
     results["celery-timeouts signal (with)"] = per_call_us(ours_with, n) - base
 
     def raw_signal() -> None:
-        old = signal.signal(signal.SIGALRM, lambda *a: None)
-        signal.setitimer(signal.ITIMER_REAL, 30)
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+        old = signal.signal(signal.SIGALRM, lambda *a: None)  # celery-timeouts: ignore
+        signal.setitimer(signal.ITIMER_REAL, 30)  # celery-timeouts: ignore
+        signal.setitimer(signal.ITIMER_REAL, 0)  # celery-timeouts: ignore
+        signal.signal(signal.SIGALRM, old)  # celery-timeouts: ignore
 
     results["raw: 2x setitimer + 2x signal.signal"] = per_call_us(raw_signal, n) - base
     td = timeout_decorator.timeout(30)(noop)
@@ -84,6 +85,16 @@ def overhead_main_thread(n: int) -> dict[str, float]:
 
     results["stopit ThreadingTimeout"] = per_call_us(stopit_thread, small) - base
     results["func-timeout"] = per_call_us(lambda: func_timeout(30, noop), small) - base
+    from wrapt_timeout_decorator import timeout as wrapt_timeout
+
+    results["wrapt-timeout-decorator (signals)"] = (
+        per_call_us(wrapt_timeout(30)(noop), n) - base
+    )
+    # Off the main thread it has no signals: each call runs in a new process.
+    spawned = wrapt_timeout(30, use_signals=False)(noop)
+    results["wrapt-timeout-decorator (use_signals=False)"] = (
+        per_call_us(spawned, max(n // 2000, 5)) - base
+    )
     try:
         import cancelscope
 
@@ -196,7 +207,23 @@ def work():
             f"raw: {lib}.Timeout in a functools.wraps decorator":
                 per_call(raw_decorator(noop)) - base,
             f"raw: {lib}.Timeout start+cancel": per_call(raw) - base}
-print(json.dumps(join(spawn(work))))
+def never_yields(limit=0.05, trials=40):
+    # A CPU loop that never yields: only the green guard's signal can stop it.
+    from celery_timeouts import TaskTimeout
+    late = []
+    for _ in range(trials):
+        started = time.perf_counter()
+        try:
+            with portable_timeout(limit):
+                while True:
+                    pass
+        except TaskTimeout:
+            late.append((time.perf_counter() - started - limit) * 1e3)
+    late.sort()
+    return late[min(len(late) - 1, int(len(late) * 0.99))]
+result = join(spawn(work))
+result[f"celery-timeouts {lib} (greenlet that never yields)"] = join(spawn(never_yields))
+print(json.dumps(result))
 """
 
 
@@ -314,15 +341,18 @@ def main() -> None:
     trials = 10 if args.quick else 40
     # First, before anything else here starts the watchdog: its thread must be counted.
     threads = thousand_threads()
+    green = {**overhead_green("gevent", n), **overhead_green("eventlet", n)}
+    green_latency = {name: green.pop(name) for name in list(green) if "never yields" in name}
     report: dict[str, dict[str, float]] = {
         "per-call overhead, no fire (us)": {
             **overhead_main_thread(n),
             **overhead_worker_thread(n),
             **overhead_asyncio(n),
-            **overhead_green("gevent", n),
-            **overhead_green("eventlet", n),
+            **green,
         },
-        f"fire latency p99 over {trials} trials (ms)": fire_latency_ms(trials),
+        f"fire latency p99 over {trials} trials (ms)": {
+            **fire_latency_ms(trials), **green_latency,
+        },
         "1,000 threads in scopes": threads,
     }
     if args.json:

@@ -377,3 +377,10 @@ def test_a_marker_comment_keeps_a_line_out_of_the_report() -> None:
         "x = '# celery-timeouts: ignore'; signal.alarm(3)\n"  # in a string: not a marker
     )
     assert [finding.line for finding in scan_source(source)] == [3, 4]
+
+
+def test_this_repository_scans_clean_but_for_the_legacy_example() -> None:
+    folders = ["celery_timeouts", "benchmarks", "examples", "tests/celery_apps"]
+    findings, errors = scan_paths([REPO / folder for folder in folders])
+    assert errors == []
+    assert {Path(finding.path).name for finding in findings} == {"legacy_report.py"}
