@@ -161,8 +161,6 @@ def main_thread_guard() -> GreenGuard | None:
     return _guard if _guard.installed else None
 
 
-
-
 class GuardedHub:
     """Mixed into a green backend: the main thread's hub, whose scopes get guarded.
 
