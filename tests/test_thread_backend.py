@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,22 +13,35 @@ from celery_timeouts._unwind import ScopeTimeout
 from conftest import run_in_thread, run_python
 
 
-def test_hundred_threads_each_fire_at_their_own_time() -> None:
-    def job(index: int) -> tuple[int, float, bool]:
-        limit = 0.1 + (index % 5) * 0.1
-        started = time.monotonic()
-        try:
-            with portable_timeout(limit):
-                while True:
-                    pass
-        except TaskTimeout:
-            return index, time.monotonic() - started - limit, True
-        return index, 0.0, False
+def _limited_job(index: int, *, cpu_bound: bool) -> tuple[float, bool]:
+    """A job under its own limit (0.1 to 0.5 s): how late its timeout came, and if it did."""
+    limit = 0.1 + (index % 5) * 0.1
+    started = time.monotonic()
+    try:
+        with portable_timeout(limit):
+            while True:
+                if not cpu_bound:
+                    time.sleep(0.001)  # polling, as I/O-bound tasks do
+    except TaskTimeout:
+        return time.monotonic() - started - limit, True
+    return 0.0, False
 
+
+def test_hundred_threads_each_fire_at_their_own_time() -> None:
     with ThreadPoolExecutor(max_workers=100) as pool:
-        results = list(pool.map(job, range(100)))
-    assert all(fired for _, _, fired in results)
-    assert max(late for _, late, _ in results) < 2.0  # 100 CPU-bound threads share one GIL
+        results = list(pool.map(functools.partial(_limited_job, cpu_bound=False), range(100)))
+    assert all(fired for _, fired in results)
+    assert max(late for late, _ in results) < 0.5
+
+
+def test_cpu_bound_threads_each_fire_at_their_own_time() -> None:
+    # Sixteen threads spinning on one GIL: the watchdog waits its turn for it, so the bound
+    # is loose. (With a hundred, CPython's GIL hand-off is unfair enough that the watchdog
+    # sometimes waits seconds: a limit of the interpreter, not of the watchdog.)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(functools.partial(_limited_job, cpu_bound=True), range(16)))
+    assert all(fired for _, fired in results)
+    assert max(late for late, _ in results) < 2.0
 
 
 def test_blocked_in_c_at_the_end_of_the_body_does_not_leak() -> None:
@@ -195,12 +209,11 @@ def test_timeout_delivered_at_the_entry_of_exit_is_settled_there() -> None:
         assert state["where"] == "exit"
 
 
-def test_while_loop_directly_inside_the_scope_never_leaks() -> None:
+def test_while_loop_directly_inside_the_scope_is_interrupted_inside_it() -> None:
     # On Python 3.13 the loop's closing jump is outside its handlers (cpython#130279) and
-    # the watchdog's exception lands at the next check (cpython#139622): the watchdog
-    # will not deliver into such a frame. The timeout then surfaces as the scope exits.
-    import sys
-
+    # an injected exception lands at the next check (cpython#139622), maybe on that jump:
+    # there the watchdog raises at the start of the thread's next line instead
+    # (sys.monitoring), which is always inside the handlers.
     def job() -> float:
         started = time.monotonic()
         try:
@@ -213,7 +226,63 @@ def test_while_loop_directly_inside_the_scope_never_leaks() -> None:
 
     for _ in range(10):
         elapsed = run_in_thread(job)
-        if sys.version_info < (3, 13):
-            assert elapsed < 0.45  # interrupted inside the loop
-        else:
-            assert elapsed >= 0.5  # raised as the scope exits
+        assert 0.05 <= elapsed < 0.45  # interrupted inside the loop
+
+
+def test_a_loop_in_a_try_catches_a_catchable_timeout() -> None:
+    # The shape of a Celery task that cleans up at its soft limit.
+    class Soft(Exception):
+        pass
+
+    def task() -> tuple[str, float]:
+        started = time.monotonic()
+        with portable_timeout(0.05, exception=Soft, catchable=True):
+            try:
+                while time.monotonic() - started < 1:
+                    time.sleep(0.001)
+            except Soft:
+                return "cleaned up", time.monotonic() - started
+        return "ran to the end", time.monotonic() - started
+
+    for _ in range(10):
+        outcome, elapsed = run_in_thread(task)
+        assert outcome == "cleaned up"
+        assert 0.05 <= elapsed < 0.5
+
+
+def test_loops_in_a_try_racing_their_deadline_leak_nothing() -> None:
+    # Bodies that loop inside a `try` in the very frame of the `with` (on 3.13 these get
+    # line deliveries) and last about as long as the limit.
+    class Soft(Exception):
+        pass
+
+    def rounds() -> dict[str, int]:
+        counts = {"caught": 0, "timed out": 0, "in time": 0}
+        for index in range(1500):
+            catchable = index % 2 == 0
+            started = time.perf_counter()
+            length = 0.001 + (index % 7) * 0.001
+            try:
+                with portable_timeout(0.003, exception=Soft, catchable=catchable):
+                    try:
+                        while time.perf_counter() - started < length:
+                            pass
+                    except Soft:
+                        counts["caught"] += 1
+                        continue
+                counts["in time"] += 1
+            except Soft:
+                counts["timed out"] += 1
+            # Anything still on its way would land in these calls, outside every scope.
+            functools.reduce(max, range(3))
+            time.sleep(0)
+        return counts
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)  # a watchdog that gets the GIL in time to race
+    try:
+        counts = run_in_thread(rounds)
+    finally:
+        sys.setswitchinterval(interval)
+    assert sum(counts.values()) == 1500
+    assert counts["in time"] > 0 and counts["caught"] + counts["timed out"] > 0, counts

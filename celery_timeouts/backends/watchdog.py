@@ -39,6 +39,7 @@ from .._unwind import (
     stack_has_handler_holes,
 )
 from .base import Backend
+from .line_events import LineDelivery
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -96,6 +97,8 @@ class WatchdogBackend(Backend):
         # thread id -> what was injected there and may not have landed yet
         self._pending: dict[int, TimeoutScope | Delivery] = {}
         self._thread: object = None
+        # 3.13: deliveries at the start of the target's next line (see line_events)
+        self._lines = LineDelivery(self._lock)
 
     def unavailable_reason(self) -> str | None:
         return None
@@ -124,6 +127,7 @@ class WatchdogBackend(Backend):
             if self._pending.get(thread_id) is scope:
                 del self._pending[thread_id]
                 _clear_async_exc(thread_id, None)  # withdraw it if it has not landed
+            self._lines.withdraw(thread_id, scope)
             self._cancelled += 1
             if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(self._heap):
                 self._compact()
@@ -136,6 +140,7 @@ class WatchdogBackend(Backend):
             if self._pending.get(thread_id) is scope:
                 del self._pending[thread_id]
                 _clear_async_exc(thread_id, None)
+            self._lines.withdraw(thread_id, scope)
 
     def _compact(self) -> None:
         self._heap = [entry for entry in self._heap if entry[2]._armed]
@@ -246,8 +251,16 @@ class WatchdogBackend(Backend):
         if frame is None:  # the thread is gone
             scope._armed = False
             return True
-        if not _lands_in_body(frame, scope._entry_frame):
+        landing = _landing(frame, scope._entry_frame)
+        if landing is _LATER:
             return False
+        if landing is _AT_A_LINE:
+            if not self._lines.busy_with_another(thread_id, scope) and self._lines.available():
+                self._lines.watch(
+                    thread_id, scope, frame, scope._entry_frame,
+                    functools.partial(_line_landed, scope),
+                )
+            return False  # retried: frames the thread enters meanwhile get watched too
         position = (frame, frame.f_lasti)
         landed = functools.partial(self._landed, thread_id, scope)
         if isinstance(scope, Delivery):
@@ -275,7 +288,11 @@ class WatchdogBackend(Backend):
         # Only the forking thread survives; keep its scopes, drop the rest.
         me = native_thread_id()
         survivors = [entry[2] for entry in self._heap if entry[2]._armed]
+        lines = self._lines
         self._init_state()
+        lines.reset()
+        lines.lock = self._lock
+        self._lines = lines  # it holds the sys.monitoring tool id
         for scope in survivors:
             if scope._thread_id == me:
                 self._heap.append((scope._deadline, next(self._sequence), scope))
@@ -312,20 +329,32 @@ class _Wakeup:
             self._bell.release()
 
 
-def _lands_in_body(frame: FrameType, entry_frame: FrameType | None) -> bool:
-    """Would an exception injected now surface in user code rather than ours?"""
-    code = frame.f_code.co_code
-    lasti = frame.f_lasti
-    if lasti < 0 or code[lasti] not in _SAFE_LANDING_OPS:
-        return False
+_NOW, _LATER, _AT_A_LINE = "now", "later", "at a line"
+
+
+def _landing(frame: FrameType, entry_frame: FrameType | None) -> str:
+    """How a timeout can reach user code from where the thread is now: injected `_NOW`,
+    `_LATER` (from somewhere else), or only `_AT_A_LINE` start (line_events, 3.13)."""
     if in_protected_code(frame):
-        return False
-    if _DELIVERED_AT_NEXT_CHECK:
-        # It lands at the thread's next check, somewhere between here and the scope's
-        # exit: no frame down to the one holding the `with` may have a loop back-jump
-        # outside its handlers (cpython#130279).
-        return not stack_has_handler_holes(frame, until=entry_frame)
-    return not at_handler_hole(frame)
+        return _LATER
+    if _DELIVERED_AT_NEXT_CHECK and stack_has_handler_holes(frame, until=entry_frame):
+        # Injected, it would land at the thread's next check, somewhere between here and
+        # the scope's exit, maybe on a loop back-jump outside its handlers (cpython#130279).
+        return _AT_A_LINE
+    lasti = frame.f_lasti
+    if lasti < 0 or frame.f_code.co_code[lasti] not in _SAFE_LANDING_OPS:
+        return _LATER
+    if not _DELIVERED_AT_NEXT_CHECK and at_handler_hole(frame):
+        return _LATER
+    return _NOW
+
+
+def _line_landed(item: TimeoutScope | Delivery) -> BaseException:
+    """What a line delivery raises; runs in the target thread, the lock held."""
+    item._fired = True
+    if isinstance(item, Delivery):
+        return item._exception
+    return item._unwinding()
 
 
 class Callback:

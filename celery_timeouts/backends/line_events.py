@@ -1,0 +1,136 @@
+"""Raise a timeout at the start of the target thread's next line, through sys.monitoring.
+
+Python 3.13 compiles `while <condition>:` so that the jump closing the loop lies outside
+the try/with around it (cpython#130279), and delivers an asynchronous exception at the
+thread's next check rather than where it was interrupted (cpython#139622): injected
+into a thread looping inside a `try`, it can land on that jump and skip the `except`,
+`finally` or `__exit__`. So when such a loop is on the target's stack, the watchdog does
+not inject: it turns on LINE events for the code objects on that stack, and the callback,
+which runs in the target thread at the start of a line (always inside the handlers),
+raises there. Only those code objects are instrumented, and only until it lands or the
+scope exits.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from types import CodeType, FrameType
+from typing import Any
+
+from .._context import native_thread_id
+from .._unwind import in_protected_code
+
+_MONITORING: Any = getattr(sys, "monitoring", None)  # Python 3.12+
+_TOOL_IDS = (3, 4)  # the ids sys.monitoring leaves free (0-2 and 5 are named)
+_NAME = "celery-timeouts"
+
+
+class LineDelivery:
+    """Pending line deliveries, one per thread, and the code objects they watch.
+
+    Every method but `_on_line` is called with the watchdog's lock held; `_on_line` runs
+    in the target thread and takes that lock itself.
+    """
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock  # the watchdog's
+        self._tool: int | None = None
+        self._by_thread: dict[int, _Watch] = {}
+        self._watchers: dict[CodeType, int] = {}  # code -> number of watches on it
+
+    def available(self) -> bool:
+        """True once a sys.monitoring tool id is ours (claimed on first use)."""
+        if self._tool is None:
+            monitoring = _MONITORING
+            if monitoring is None:
+                return False
+            for tool in _TOOL_IDS:
+                if monitoring.get_tool(tool) is None:
+                    monitoring.use_tool_id(tool, _NAME)
+                    monitoring.register_callback(tool, monitoring.events.LINE, self._on_line)
+                    self._tool = tool
+                    break
+            else:
+                return False
+        return True
+
+    def watch(
+        self,
+        thread_id: int,
+        item: Any,
+        frame: FrameType | None,
+        until: FrameType | None,
+        unwinding: Callable[[], BaseException],
+    ) -> None:
+        """Raise `unwinding()` at the next line the thread runs in a frame from `frame`
+        out to `until` (called again on each retry: frames entered since are added)."""
+        watch = self._by_thread.get(thread_id)
+        if watch is None:
+            watch = self._by_thread[thread_id] = _Watch(item, unwinding)
+        while frame is not None:
+            code = frame.f_code
+            if code not in watch.codes:
+                watch.codes.add(code)
+                self._add_watcher(code)
+            if frame is until:
+                break
+            frame = frame.f_back
+
+    def busy_with_another(self, thread_id: int, item: Any) -> bool:
+        """True if the thread has a pending delivery of something else (it goes first)."""
+        watch = self._by_thread.get(thread_id)
+        return watch is not None and watch.item is not item
+
+    def withdraw(self, thread_id: int, item: Any) -> None:
+        """Forget the thread's pending delivery of `item`, if it has one."""
+        watch = self._by_thread.get(thread_id)
+        if watch is not None and watch.item is item:
+            self._drop(thread_id)
+
+    def reset(self) -> None:
+        """In a forked child: nothing is pending, nothing is watched."""
+        for thread_id in list(self._by_thread):
+            self._drop(thread_id)
+
+    def _drop(self, thread_id: int) -> None:
+        watch = self._by_thread.pop(thread_id)
+        for code in watch.codes:
+            self._remove_watcher(code)
+
+    def _add_watcher(self, code: CodeType) -> None:
+        count = self._watchers.get(code, 0)
+        self._watchers[code] = count + 1
+        if count == 0:
+            _MONITORING.set_local_events(self._tool, code, _MONITORING.events.LINE)
+
+    def _remove_watcher(self, code: CodeType) -> None:
+        count = self._watchers.pop(code) - 1
+        if count:
+            self._watchers[code] = count
+        else:
+            _MONITORING.set_local_events(self._tool, code, 0)
+
+    def _on_line(self, code: CodeType, line: int) -> None:
+        """LINE callback: in the target thread, at the start of a line of a watched code."""
+        thread_id = native_thread_id()
+        if thread_id not in self._by_thread:
+            return  # another thread running the same code
+        if in_protected_code(sys._getframe(1)):
+            return  # never inside the library's own enter/exit code
+        with self.lock:
+            watch = self._by_thread.get(thread_id)
+            if watch is None:
+                return
+            self._drop(thread_id)
+            exception = watch.unwinding()
+        raise exception
+
+
+class _Watch:
+    __slots__ = ("codes", "item", "unwinding")
+
+    def __init__(self, item: Any, unwinding: Callable[[], BaseException]) -> None:
+        self.item = item
+        self.unwinding = unwinding
+        self.codes: set[CodeType] = set()
