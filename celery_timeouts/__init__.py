@@ -14,7 +14,7 @@ from .cooperative import check, remaining, sleep
 from .exceptions import BackendUnavailable, TaskTimeout
 from .integration import enable_time_limits
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.1.0"
 
 
 def portable_timeout(
