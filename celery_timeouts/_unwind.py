@@ -155,6 +155,11 @@ def _handler_holes(code: CodeType) -> frozenset[int]:
     )
 
 
+def handler_holes(code: CodeType) -> frozenset[int]:
+    """The offsets of `code`'s loop back-jumps outside their handlers (see _handler_holes)."""
+    return _handler_holes(code)
+
+
 def at_handler_hole(frame: FrameType) -> bool:
     """Would an exception raised at this frame's current instruction skip its handlers?"""
     return frame.f_lasti in _handler_holes(frame.f_code)

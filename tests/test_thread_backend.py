@@ -286,3 +286,72 @@ def test_loops_in_a_try_racing_their_deadline_leak_nothing() -> None:
         sys.setswitchinterval(interval)
     assert sum(counts.values()) == 1500
     assert counts["in time"] > 0 and counts["caught"] + counts["timed out"] > 0, counts
+
+
+# Bodies that end in a blocking call past the deadline, in frames whose code also has a
+# loop inside a handler (on 3.13 these get instruction deliveries, which must not land
+# on a `with` block's call of __exit__, nor twice).
+
+
+def _loop_then_block(seconds: float) -> None:
+    i = 0
+    try:
+        while i < 3:
+            i += 1
+    finally:
+        pass
+    time.sleep(seconds)
+
+
+def test_a_timeout_after_the_last_line_of_the_body_still_runs_every_exit() -> None:
+    import threading
+
+    user_lock = threading.Lock()
+
+    def body() -> tuple[str, bool, object]:
+        i = 0
+        try:
+            with portable_timeout(0.05) as scope, user_lock:
+                while i < 3:
+                    i += 1
+                time.sleep(0.3)
+        except TaskTimeout:
+            return "TaskTimeout", user_lock.locked(), scope.state.value
+        return "no timeout", user_lock.locked(), scope.state.value
+
+    assert run_in_thread(body) == ("TaskTimeout", False, "exited")
+
+
+def test_a_decorated_function_ending_in_a_blocking_call_raises_only_task_timeout() -> None:
+    @portable_timeout(0.05)
+    def task() -> None:
+        _loop_then_block(0.3)
+
+    def body() -> str:
+        try:
+            task()
+        except TaskTimeout:
+            return "TaskTimeout"
+        return "no timeout"
+
+    assert run_in_thread(body) == "TaskTimeout"
+
+
+def test_a_timeout_lands_once_and_before_the_finally_block() -> None:
+    ran: list[str] = []
+
+    def body() -> object:
+        try:
+            with portable_timeout(0.05):
+                try:
+                    _loop_then_block(0.2)
+                    time.sleep(0.3)
+                finally:
+                    ran.append("finally start")
+                    ran.append("finally end")
+        except TaskTimeout as timeout:
+            return type(timeout.__context__).__name__
+        return None
+
+    assert run_in_thread(body) == "ScopeTimeout"
+    assert ran == ["finally start", "finally end"]

@@ -39,7 +39,7 @@ from .._unwind import (
     stack_has_handler_holes,
 )
 from .base import Backend
-from .line_events import LineDelivery
+from .instruction_events import InstructionDelivery
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -73,6 +73,7 @@ _SAFE_LANDING_OPS = frozenset(
 _DELIVERED_AT_NEXT_CHECK = sys.version_info >= (3, 13)
 _RETRY_DELAYS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 _SPIN_LIMIT = 0.001  # a residual wait this short is spun out, holding on to the GIL
+_WAIT_MAX = min(threading.TIMEOUT_MAX, 3600.0)
 _COMPACT_MIN = 256  # rebuild the heap once this many entries are cancelled...
 
 logger = logging.getLogger(__name__)
@@ -97,8 +98,8 @@ class WatchdogBackend(Backend):
         # thread id -> what was injected there and may not have landed yet
         self._pending: dict[int, TimeoutScope | Delivery] = {}
         self._thread: object = None
-        # 3.13: deliveries at the start of the target's next line (see line_events)
-        self._lines = LineDelivery(self._lock)
+        # 3.13: deliveries at the target's next safe instruction (instruction_events)
+        self._lines = InstructionDelivery(self._lock)
 
     def unavailable_reason(self) -> str | None:
         return None
@@ -250,16 +251,26 @@ class WatchdogBackend(Backend):
         frame = sys._current_frames().get(thread_id)
         if frame is None:  # the thread is gone
             scope._armed = False
+            self._lines.withdraw(thread_id, scope)
             return True
         landing = _landing(frame, scope._entry_frame)
         if landing is _LATER:
             return False
+        if self._lines.pending_in(thread_id):
+            # A delivery is pending there: inject nothing beside it (it would land
+            # twice), but keep watching the frames the thread enters.
+            landing = _AT_A_LINE
         if landing is _AT_A_LINE:
             if not self._lines.busy_with_another(thread_id, scope) and self._lines.available():
-                self._lines.watch(
-                    thread_id, scope, frame, scope._entry_frame,
-                    functools.partial(_line_landed, scope),
-                )
+                try:
+                    self._lines.watch(
+                        thread_id, scope, frame, scope._entry_frame,
+                        functools.partial(_line_landed, scope),
+                    )
+                except Exception:  # sys.monitoring refused: never take the watchdog down
+                    logger.exception("celery-timeouts: sys.monitoring failed; timeouts that "
+                                     "meet a 3.13 loop back-jump are raised at exit instead")
+                    self._lines.disable()
             return False  # retried: frames the thread enters meanwhile get watched too
         position = (frame, frame.f_lasti)
         landed = functools.partial(self._landed, thread_id, scope)
@@ -320,7 +331,9 @@ class _Wakeup:
     def wait(self, timeout: float | None = None) -> None:
         self._lock.release()
         try:
-            self._bell.acquire(True, -1 if timeout is None else timeout)
+            # A lock's timeout is capped (OverflowError beyond): a far deadline just
+            # means waking up once in a while to look again.
+            self._bell.acquire(True, -1 if timeout is None else min(timeout, _WAIT_MAX))
         finally:
             self._lock.acquire()
 
@@ -334,7 +347,8 @@ _NOW, _LATER, _AT_A_LINE = "now", "later", "at a line"
 
 def _landing(frame: FrameType, entry_frame: FrameType | None) -> str:
     """How a timeout can reach user code from where the thread is now: injected `_NOW`,
-    `_LATER` (from somewhere else), or only `_AT_A_LINE` start (line_events, 3.13)."""
+    `_LATER` (from somewhere else), or only `_AT_A_LINE`: at a safe instruction, through
+    sys.monitoring (instruction_events, 3.13)."""
     if in_protected_code(frame):
         return _LATER
     if _DELIVERED_AT_NEXT_CHECK and stack_has_handler_holes(frame, until=entry_frame):
@@ -350,7 +364,7 @@ def _landing(frame: FrameType, entry_frame: FrameType | None) -> str:
 
 
 def _line_landed(item: TimeoutScope | Delivery) -> BaseException:
-    """What a line delivery raises; runs in the target thread, the lock held."""
+    """What an instruction delivery raises; runs in the target thread, the lock held."""
     item._fired = True
     if isinstance(item, Delivery):
         return item._exception

@@ -1,36 +1,38 @@
-"""Raise a timeout at the start of the target thread's next line, through sys.monitoring.
+"""Raise a timeout at the target thread's next safe instruction, through sys.monitoring.
 
 Python 3.13 compiles `while <condition>:` so that the jump closing the loop lies outside
 the try/with around it (cpython#130279), and delivers an asynchronous exception at the
 thread's next check rather than where it was interrupted (cpython#139622): injected
 into a thread looping inside a `try`, it can land on that jump and skip the `except`,
 `finally` or `__exit__`. So when such a loop is on the target's stack, the watchdog does
-not inject: it turns on LINE events for the code objects on that stack, and the callback,
-which runs in the target thread at the start of a line (always inside the handlers),
-raises there. Only those code objects are instrumented, and only until it lands or the
-scope exits.
+not inject: it turns on INSTRUCTION events for the code objects on that stack, and the
+callback, which runs in the target thread before an instruction, raises there, except
+at those back-jumps and at a `with` block's call of `__exit__`. Only those code objects
+are instrumented, and only until it lands or the scope exits.
 """
 
 from __future__ import annotations
 
+import dis
+import functools
 import sys
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
 from .._context import native_thread_id
-from .._unwind import in_protected_code
+from .._unwind import handler_holes, in_protected_code
 
 _MONITORING: Any = getattr(sys, "monitoring", None)  # Python 3.12+
 _TOOL_IDS = (3, 4)  # the ids sys.monitoring leaves free (0-2 and 5 are named)
 _NAME = "celery-timeouts"
 
 
-class LineDelivery:
-    """Pending line deliveries, one per thread, and the code objects they watch.
+class InstructionDelivery:
+    """Pending deliveries, one per thread, and the code objects they watch.
 
-    Every method but `_on_line` is called with the watchdog's lock held; `_on_line` runs
-    in the target thread and takes that lock itself.
+    Every method but `_on_instruction` is called with the watchdog's lock held; that
+    callback runs in the target thread and takes the lock itself.
     """
 
     def __init__(self, lock: Any) -> None:
@@ -38,17 +40,20 @@ class LineDelivery:
         self._tool: int | None = None
         self._by_thread: dict[int, _Watch] = {}
         self._watchers: dict[CodeType, int] = {}  # code -> number of watches on it
+        self._broken = False
 
     def available(self) -> bool:
         """True once a sys.monitoring tool id is ours (claimed on first use)."""
         if self._tool is None:
             monitoring = _MONITORING
-            if monitoring is None:
+            if monitoring is None or self._broken:
                 return False
             for tool in _TOOL_IDS:
                 if monitoring.get_tool(tool) is None:
                     monitoring.use_tool_id(tool, _NAME)
-                    monitoring.register_callback(tool, monitoring.events.LINE, self._on_line)
+                    monitoring.register_callback(
+                        tool, monitoring.events.INSTRUCTION, self._on_instruction
+                    )
                     self._tool = tool
                     break
             else:
@@ -63,8 +68,9 @@ class LineDelivery:
         until: FrameType | None,
         unwinding: Callable[[], BaseException],
     ) -> None:
-        """Raise `unwinding()` at the next line the thread runs in a frame from `frame`
-        out to `until` (called again on each retry: frames entered since are added)."""
+        """Raise `unwinding()` at the next safe instruction the thread runs in a frame from
+        `frame` out to `until` (called again on each retry: frames entered since are
+        added)."""
         watch = self._by_thread.get(thread_id)
         if watch is None:
             watch = self._by_thread[thread_id] = _Watch(item, unwinding)
@@ -76,6 +82,16 @@ class LineDelivery:
             if frame is until:
                 break
             frame = frame.f_back
+
+    def pending_in(self, thread_id: int) -> bool:
+        """True if a delivery waits in that thread."""
+        return thread_id in self._by_thread
+
+    def disable(self) -> None:
+        """Stop using sys.monitoring (after it failed): timeouts are raised at exit."""
+        self.reset()
+        self._tool = None
+        self._broken = True
 
     def busy_with_another(self, thread_id: int, item: Any) -> bool:
         """True if the thread has a pending delivery of something else (it goes first)."""
@@ -102,7 +118,7 @@ class LineDelivery:
         count = self._watchers.get(code, 0)
         self._watchers[code] = count + 1
         if count == 0:
-            _MONITORING.set_local_events(self._tool, code, _MONITORING.events.LINE)
+            _MONITORING.set_local_events(self._tool, code, _MONITORING.events.INSTRUCTION)
 
     def _remove_watcher(self, code: CodeType) -> None:
         count = self._watchers.pop(code) - 1
@@ -111,13 +127,14 @@ class LineDelivery:
         else:
             _MONITORING.set_local_events(self._tool, code, 0)
 
-    def _on_line(self, code: CodeType, line: int) -> None:
-        """LINE callback: in the target thread, at the start of a line of a watched code."""
+    def _on_instruction(self, code: CodeType, offset: int) -> None:
+        """INSTRUCTION callback: in the target thread, before an instruction of a watched
+        code object."""
         thread_id = native_thread_id()
         if thread_id not in self._by_thread:
             return  # another thread running the same code
-        if in_protected_code(sys._getframe(1)):
-            return  # never inside the library's own enter/exit code
+        if offset in _unsafe_offsets(code) or in_protected_code(sys._getframe(1)):
+            return  # it would skip handlers here, or this is the library's own code
         with self.lock:
             watch = self._by_thread.get(thread_id)
             if watch is None:
@@ -125,6 +142,22 @@ class LineDelivery:
             self._drop(thread_id)
             exception = watch.unwinding()
         raise exception
+
+
+@functools.lru_cache(maxsize=512)
+def _unsafe_offsets(code: CodeType) -> frozenset[int]:
+    """Where raising would skip handlers of the frame: the loop back-jumps outside them,
+    and a `with` block's normal exit, `__exit__(None, None, None)` about to be called
+    outside the block's handler (its three LOAD_CONST None and the CALL)."""
+    instructions = list(dis.get_instructions(code))
+    unsafe = set(handler_holes(code))
+    for index in range(len(instructions) - 3):
+        window = instructions[index:index + 4]
+        if all(i.opname == "LOAD_CONST" and i.argval is None for i in window[:3]) and (
+            window[3].opname == "CALL" and window[3].arg == 2
+        ):
+            unsafe.update(i.offset for i in window)
+    return frozenset(unsafe)
 
 
 class _Watch:
