@@ -54,6 +54,8 @@ class EventletBackend(GuardedHub, Backend):
     def disarm(self, scope: TimeoutScope) -> None:
         scope._handle.cancel()
         self._unguard(scope)
+        if scope._fire_attempts:  # the guard asked for a delivery at an instruction (3.13)
+            self._withdraw(scope)
 
     def sleep(self, seconds: float) -> None:
         self._sleep(seconds)

@@ -15,9 +15,11 @@ the process already has a SIGURG handler, the guard stays off and says so.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from types import FrameType
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from .._scope import TimeoutScope
     from .watchdog import WatchdogBackend
 
+# Python 3.13 leaves some loop back-jumps outside their handlers (cpython#130279).
+_INSTRUCTION_DELIVERY = sys.version_info >= (3, 13)
 TICK = 0.02  # seconds between the watchdog's looks at the armed green scopes
 GRACE = 0.01  # how long past its deadline the hub's own timer gets before the guard acts
 SIGNAL: int | None = getattr(signal, "SIGURG", None)
@@ -50,6 +54,7 @@ class GreenGuard:
         self.discard = self._scopes.discard
         self.ticking = False
         self._lock = os_lock()
+        self._generation = 0  # bumped by a fork: the parent's ticks then end
         self._main_thread_id = 0
         self._watchdog: WatchdogBackend | None = None
         self._handler = self._on_signal  # one bound method, so identity checks work
@@ -70,6 +75,9 @@ class GreenGuard:
             )
             return False
         signal.signal(SIGNAL, self._handler)
+        # Restart interrupted system calls (SA_RESTART), as an ignored SIGURG would leave
+        # them: code blocked in C elsewhere in the process must not see EINTR.
+        signal.siginterrupt(SIGNAL, False)
         self._main_thread_id = native_thread_id()
         return True
 
@@ -88,20 +96,24 @@ class GreenGuard:
 
             watchdog = self._watchdog = get_backend("thread")  # type: ignore[assignment]
             assert watchdog is not None
-        watchdog.call_at(time.monotonic() + TICK, self._tick)
+        watchdog.call_at(time.monotonic() + TICK, functools.partial(self._tick, self._generation))
 
-    def _tick(self) -> None:
+    def _tick(self, generation: int) -> None:
         """On the watchdog thread: signal the hub's thread if a scope is overdue."""
-        now = time.monotonic()
-        overdue = now - GRACE
-        # tuple() copies the set without running Python code, so the main thread cannot
-        # change it halfway (the GIL).
-        due = any(not scope._fired and scope._deadline <= overdue for scope in tuple(self._scopes))
-        # Only while our handler is in place: another one may have replaced it since.
-        if due and signal.getsignal(SIGNAL) is self._handler:  # type: ignore[arg-type]
-            signal.pthread_kill(self._main_thread_id, SIGNAL)  # type: ignore[arg-type]
-        if self._keep_ticking():
-            self._schedule()
+        if generation != self._generation:
+            return  # a tick of the parent process, carried over by a fork
+        try:
+            overdue = time.monotonic() - GRACE
+            # tuple() copies the set without running Python code, so the main thread
+            # cannot change it halfway (the GIL).
+            scopes = tuple(self._scopes)
+            due = any(not scope._fired and scope._deadline <= overdue for scope in scopes)
+            # Only while our handler is in place: another one may have replaced it since.
+            if due and signal.getsignal(SIGNAL) is self._handler:  # type: ignore[arg-type]
+                signal.pthread_kill(self._main_thread_id, SIGNAL)  # type: ignore[arg-type]
+        finally:  # whatever happened, the next tick comes (or `ticking` is cleared)
+            if self._keep_ticking():
+                self._schedule()
 
     def _keep_ticking(self) -> bool:
         # add() puts the scope in the set before it reads `ticking`: so after clearing
@@ -134,17 +146,71 @@ class GreenGuard:
             scope = scope._parent
         if target is None:
             return  # another greenlet's scope is overdue (the hub will deliver it), or none
-        if frame is not None and (in_protected_code(frame) or at_handler_hole(frame)):
+        if frame is not None and in_protected_code(frame):
             return  # in the library's enter/exit code: the next tick tries again
+        if frame is not None and at_handler_hole(frame):
+            # A loop back-jump that the try around it does not cover (3.13): raising here
+            # would skip its handlers. A loop without calls is only ever interrupted
+            # here, so on 3.13 have it raised at the next instruction instead.
+            if _INSTRUCTION_DELIVERY:
+                self._deliver_next_instruction(target, frame)
+            return
         target._fired = True
         raise target._unwinding()
 
+    def _deliver_next_instruction(self, target: TimeoutScope, frame: FrameType) -> None:
+        watchdog = self._watchdog
+        if watchdog is None:
+            return
+        lock = watchdog._lock
+        if not lock.acquire(False):
+            return  # the watchdog is busy: the next tick tries again
+        try:
+            deliveries = watchdog._lines
+            thread_id = native_thread_id()
+            if deliveries.busy_with_another(thread_id, target) or not deliveries.available():
+                return
+            target._fire_attempts = 1  # its disarm withdraws the delivery (`withdraw`)
+            deliveries.watch(
+                thread_id, target, frame, frame,
+                functools.partial(_fire, target), functools.partial(_runs_here, target),
+            )
+        finally:
+            lock.release()
+
+    @protected
+    def withdraw(self, scope: TimeoutScope) -> None:
+        """Called on disarm for a scope given to `_deliver_next_instruction`."""
+        watchdog = self._watchdog
+        if watchdog is not None:
+            with watchdog._lock:
+                watchdog._lines.withdraw(self._main_thread_id, scope)
+
     def _after_fork_in_child(self) -> None:
-        # The watchdog's tick did not survive the fork (only the forking thread does).
+        # Nothing that takes the watchdog's lock here: this may run before the watchdog
+        # has replaced the lock its (parent's) thread held at fork time. The next green
+        # scope starts ticking again; ticks left from the parent see a new generation.
+        self._generation += 1
         self.ticking = False
         self._lock = os_lock()
-        if self._scopes:
-            self.start()
+        self._main_thread_id = native_thread_id()  # the forking thread: main in the child
+
+
+def _fire(scope: TimeoutScope) -> BaseException:
+    scope._fired = True
+    return scope._unwinding()
+
+
+def _runs_here(scope: TimeoutScope) -> bool:
+    """True in the greenlet that entered `scope` (it is on this context's scope chain)."""
+    from .._scope import current_scope
+
+    current = current_scope()
+    while current is not None:
+        if current is scope:
+            return True
+        current = current._parent
+    return False
 
 
 _guard: GreenGuard | None = None
@@ -174,6 +240,11 @@ class GuardedHub:
 
     def _unguard(self, scope: TimeoutScope) -> None:
         """Replaced by the guard's set removal once a guard is adopted."""
+
+    def _withdraw(self, scope: TimeoutScope) -> None:
+        """Withdraw a delivery the guard asked for at the next instruction (3.13)."""
+        if self._guard is not None:
+            self._guard.withdraw(scope)
 
     def _adopt_hub(self, hub: object) -> GreenGuard | None:
         """The guard for scopes of `hub` (not the hub seen so far), or None."""

@@ -67,13 +67,15 @@ class InstructionDelivery:
         frame: FrameType | None,
         until: FrameType | None,
         unwinding: Callable[[], BaseException],
+        accept: Callable[[], bool] | None = None,
     ) -> None:
         """Raise `unwinding()` at the next safe instruction the thread runs in a frame from
         `frame` out to `until` (called again on each retry: frames entered since are
-        added)."""
+        added). `accept`, if given, must also say yes where it would land (the green
+        guard: "this is the greenlet whose scope it is")."""
         watch = self._by_thread.get(thread_id)
         if watch is None:
-            watch = self._by_thread[thread_id] = _Watch(item, unwinding)
+            watch = self._by_thread[thread_id] = _Watch(item, unwinding, accept)
         while frame is not None:
             code = frame.f_code
             if code not in watch.codes:
@@ -137,7 +139,7 @@ class InstructionDelivery:
             return  # it would skip handlers here, or this is the library's own code
         with self.lock:
             watch = self._by_thread.get(thread_id)
-            if watch is None:
+            if watch is None or (watch.accept is not None and not watch.accept()):
                 return
             self._drop(thread_id)
             exception = watch.unwinding()
@@ -161,9 +163,13 @@ def _unsafe_offsets(code: CodeType) -> frozenset[int]:
 
 
 class _Watch:
-    __slots__ = ("codes", "item", "unwinding")
+    __slots__ = ("accept", "codes", "item", "unwinding")
 
-    def __init__(self, item: Any, unwinding: Callable[[], BaseException]) -> None:
+    def __init__(
+        self, item: Any, unwinding: Callable[[], BaseException],
+        accept: Callable[[], bool] | None,
+    ) -> None:
         self.item = item
         self.unwinding = unwinding
+        self.accept = accept
         self.codes: set[CodeType] = set()
