@@ -355,3 +355,18 @@ def test_a_timeout_lands_once_and_before_the_finally_block() -> None:
 
     assert run_in_thread(body) == "ScopeTimeout"
     assert ran == ["finally start", "finally end"]
+
+
+def test_a_far_deadline_does_not_stop_the_watchdog() -> None:
+    # Lock timeouts are capped: a limit of centuries must not take the watchdog down.
+    def body() -> bool:
+        with portable_timeout(1e10):
+            try:
+                with portable_timeout(0.05):
+                    while True:
+                        time.sleep(0.001)
+            except TaskTimeout:
+                return True
+        return False
+
+    assert run_in_thread(body) is True
