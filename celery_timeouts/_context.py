@@ -24,33 +24,29 @@ def native_thread_id() -> int:
 
 def _find_original_get_ident() -> Callable[[], int]:
     global _original_get_ident
-    get_ident = _thread.get_ident
-    gevent_monkey = sys.modules.get("gevent.monkey")
-    if gevent_monkey is not None:
-        get_ident = gevent_monkey.get_original("_thread", "get_ident")
-    eventlet_patcher = sys.modules.get("eventlet.patcher")
-    if eventlet_patcher is not None:
-        get_ident = eventlet_patcher.original("_thread").get_ident
+    get_ident: Callable[[], int] = _os_thread_function("get_ident")
     unpatchable = "gevent" not in sys.modules and "eventlet" not in sys.modules
     if get_ident is _thread.get_ident and unpatchable:
         _original_get_ident = get_ident  # final: nothing can have patched it
     return get_ident
 
 
-def os_thread_primitives() -> tuple[Callable[..., int], Callable[[], Any]]:
-    """`start_new_thread` and `allocate_lock` as the OS provides them, even after gevent
-    or eventlet monkey-patching: the watchdog must stay a real thread, with real locks,
-    so that it runs while a greenlet holds the CPU."""
-    start, allocate = _thread.start_new_thread, _thread.allocate_lock
+def _os_thread_function(name: str) -> Any:
+    """`_thread.<name>` as the OS provides it, even after gevent/eventlet monkey-patching."""
+    function = getattr(_thread, name)
     gevent_monkey = sys.modules.get("gevent.monkey")
     if gevent_monkey is not None:
-        start = gevent_monkey.get_original("_thread", "start_new_thread")
-        allocate = gevent_monkey.get_original("_thread", "allocate_lock")
+        function = gevent_monkey.get_original("_thread", name)
     eventlet_patcher = sys.modules.get("eventlet.patcher")
     if eventlet_patcher is not None:
-        original = eventlet_patcher.original("_thread")
-        start, allocate = original.start_new_thread, original.allocate_lock
-    return start, allocate
+        function = getattr(eventlet_patcher.original("_thread"), name)
+    return function
+
+
+def os_thread_primitives() -> tuple[Callable[..., int], Callable[[], Any]]:
+    """`start_new_thread` and `allocate_lock` as the OS provides them: the watchdog must
+    stay a real thread, with real locks, so that it runs while a greenlet holds the CPU."""
+    return _os_thread_function("start_new_thread"), _os_thread_function("allocate_lock")
 
 
 def is_green_patched() -> bool:

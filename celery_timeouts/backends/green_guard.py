@@ -166,7 +166,7 @@ class GreenGuard:
         if not lock.acquire(False):
             return  # the watchdog is busy: the next tick tries again
         try:
-            deliveries = watchdog._lines
+            deliveries = watchdog._next_instruction
             thread_id = native_thread_id()
             if deliveries.busy_with_another(thread_id, target) or not deliveries.available():
                 return
@@ -184,7 +184,7 @@ class GreenGuard:
         watchdog = self._watchdog
         if watchdog is not None:
             with watchdog._lock:
-                watchdog._lines.withdraw(self._main_thread_id, scope)
+                watchdog._next_instruction.withdraw(self._main_thread_id, scope)
 
     def _after_fork_in_child(self) -> None:
         # Nothing that takes the watchdog's lock here: this may run before the watchdog

@@ -99,7 +99,7 @@ class WatchdogBackend(Backend):
         self._pending: dict[int, TimeoutScope | Delivery] = {}
         self._thread: object = None
         # 3.13: deliveries at the target's next safe instruction (instruction_events)
-        self._lines = InstructionDelivery(self._lock)
+        self._next_instruction = InstructionDelivery(self._lock)
 
     def unavailable_reason(self) -> str | None:
         return None
@@ -128,7 +128,7 @@ class WatchdogBackend(Backend):
             if self._pending.get(thread_id) is scope:
                 del self._pending[thread_id]
                 _clear_async_exc(thread_id, None)  # withdraw it if it has not landed
-            self._lines.withdraw(thread_id, scope)
+            self._next_instruction.withdraw(thread_id, scope)
             self._cancelled += 1
             if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(self._heap):
                 self._compact()
@@ -141,7 +141,7 @@ class WatchdogBackend(Backend):
             if self._pending.get(thread_id) is scope:
                 del self._pending[thread_id]
                 _clear_async_exc(thread_id, None)
-            self._lines.withdraw(thread_id, scope)
+            self._next_instruction.withdraw(thread_id, scope)
 
     def _compact(self) -> None:
         self._heap = [entry for entry in self._heap if entry[2]._armed]
@@ -251,26 +251,27 @@ class WatchdogBackend(Backend):
         frame = sys._current_frames().get(thread_id)
         if frame is None:  # the thread is gone
             scope._armed = False
-            self._lines.withdraw(thread_id, scope)
+            self._next_instruction.withdraw(thread_id, scope)
             return True
         landing = _landing(frame, scope._entry_frame)
         if landing is _LATER:
             return False
-        if self._lines.pending_in(thread_id):
+        if self._next_instruction.pending_in(thread_id):
             # A delivery is pending there: inject nothing beside it (it would land
             # twice), but keep watching the frames the thread enters.
-            landing = _AT_A_LINE
-        if landing is _AT_A_LINE:
-            if not self._lines.busy_with_another(thread_id, scope) and self._lines.available():
+            landing = _AT_NEXT_INSTRUCTION
+        if landing is _AT_NEXT_INSTRUCTION:
+            deliveries = self._next_instruction
+            if not deliveries.busy_with_another(thread_id, scope) and deliveries.available():
                 try:
-                    self._lines.watch(
+                    deliveries.watch(
                         thread_id, scope, frame, scope._entry_frame,
                         functools.partial(_line_landed, scope),
                     )
                 except Exception:  # sys.monitoring refused: never take the watchdog down
                     logger.exception("celery-timeouts: sys.monitoring failed; timeouts that "
                                      "meet a 3.13 loop back-jump are raised at exit instead")
-                    self._lines.disable()
+                    deliveries.disable()
             return False  # retried: frames the thread enters meanwhile get watched too
         position = (frame, frame.f_lasti)
         landed = functools.partial(self._landed, thread_id, scope)
@@ -299,11 +300,11 @@ class WatchdogBackend(Backend):
         # Only the forking thread survives; keep its scopes, drop the rest.
         me = native_thread_id()
         survivors = [entry[2] for entry in self._heap if entry[2]._armed]
-        lines = self._lines
+        deliveries = self._next_instruction
         self._init_state()
-        lines.reset()
-        lines.lock = self._lock
-        self._lines = lines  # it holds the sys.monitoring tool id
+        deliveries.reset()
+        deliveries.lock = self._lock
+        self._next_instruction = deliveries  # it holds the sys.monitoring tool id
         for scope in survivors:
             if scope._thread_id == me:
                 self._heap.append((scope._deadline, next(self._sequence), scope))
@@ -342,19 +343,19 @@ class _Wakeup:
             self._bell.release()
 
 
-_NOW, _LATER, _AT_A_LINE = "now", "later", "at a line"
+_NOW, _LATER, _AT_NEXT_INSTRUCTION = "now", "later", "at the next safe instruction"
 
 
 def _landing(frame: FrameType, entry_frame: FrameType | None) -> str:
     """How a timeout can reach user code from where the thread is now: injected `_NOW`,
-    `_LATER` (from somewhere else), or only `_AT_A_LINE`: at a safe instruction, through
+    `_LATER` (from somewhere else), or only `_AT_NEXT_INSTRUCTION` that is safe, through
     sys.monitoring (instruction_events, 3.13)."""
     if in_protected_code(frame):
         return _LATER
     if _DELIVERED_AT_NEXT_CHECK and stack_has_handler_holes(frame, until=entry_frame):
         # Injected, it would land at the thread's next check, somewhere between here and
         # the scope's exit, maybe on a loop back-jump outside its handlers (cpython#130279).
-        return _AT_A_LINE
+        return _AT_NEXT_INSTRUCTION
     lasti = frame.f_lasti
     if lasti < 0 or frame.f_code.co_code[lasti] not in _SAFE_LANDING_OPS:
         return _LATER
