@@ -41,8 +41,15 @@ def portable_timeout(
     `BackendUnavailable` on entry when an explicitly chosen backend cannot run there.
     """
     if backend == "auto" and exception is TaskTimeout and catchable is False:
-        return TimeoutScope(seconds)  # forwarding keywords costs more than these checks
+        if (type(seconds) is int or type(seconds) is float) and 0 < seconds < _INF:
+            # The common case, checked here: half the cost of TimeoutScope(seconds).
+            return _fresh_scope(float(seconds), "auto", TaskTimeout, False)
+        return TimeoutScope(seconds)  # validates, and names what is wrong
     return TimeoutScope(seconds, backend=backend, exception=exception, catchable=catchable)
+
+
+_INF = float("inf")
+_fresh_scope = TimeoutScope._trusted
 
 
 __all__ = [

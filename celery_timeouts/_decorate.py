@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import wrapt
 
@@ -49,11 +49,37 @@ def decorate(
     if backend == "asyncio":
         raise BackendUnavailable(_mismatch(backend, coroutine=False))
 
-    @wrapt.decorator
     def timed(
         call: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         with scope(seconds, backend, exception, catchable):
             return call(*args, **kwargs)
 
-    return cast(_F, timed(wrapped))
+    function = _TimedFunction(wrapped, timed)
+    function._self_timing = (seconds, backend, exception, catchable)
+    return cast(_F, function)
+
+
+if TYPE_CHECKING:
+    _FunctionWrapper = wrapt.FunctionWrapper[..., Any]
+else:  # wrapt 1.x cannot be subscripted at run time
+    _FunctionWrapper = wrapt.FunctionWrapper
+
+
+class _TimedFunction(_FunctionWrapper):
+    """A decorated function called as itself (not as a bound method) runs here.
+
+    wrapt's own call of an unbound wrapper first looks for `__self__` on the wrapped
+    function, raising and clearing an AttributeError for every plain function: that
+    costs more than the whole timeout. The wrapper never uses the instance, so a direct
+    call does the same. Bound methods go through wrapt's binding, to `timed`.
+    """
+
+    _self_timing: tuple[float | None, str, type[BaseException], bool]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with _scope(*self._self_timing):
+            return self.__wrapped__(*args, **kwargs)
+
+
+_scope = TimeoutScope._trusted

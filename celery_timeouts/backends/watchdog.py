@@ -108,9 +108,9 @@ class WatchdogBackend(Backend):
     def arm(self, scope: TimeoutScope) -> None:
         scope._thread_id = native_thread_id()
         scope._armed = True
-        # On 3.13, the frame holding the `with` (arm <- _enter <- __enter__ <- it); dropped
-        # on disarm, so the scope and that frame do not keep each other alive.
-        scope._entry_frame = sys._getframe(3) if _DELIVERED_AT_NEXT_CHECK else None
+        # On 3.13, the frame holding the `with` (arm <- __enter__, which is _enter <- it);
+        # dropped on disarm, so the scope and that frame do not keep each other alive.
+        scope._entry_frame = sys._getframe(2) if _DELIVERED_AT_NEXT_CHECK else None
         entry = (scope._deadline, next(self._sequence), scope)
         with self._lock:
             heapq.heappush(self._heap, entry)
