@@ -8,10 +8,12 @@ VENV=${VENV:-.venv}
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
-stamp="$VENV/.installed-$(cksum < pyproject.toml | cut -d' ' -f1)"
+extras="celery,gevent,eventlet,test${EXTRA_EXTRAS:-}"
+# One stamp per pyproject.toml and set of extras: scripts/bench needs more than scripts/test.
+stamp="$VENV/.installed-$(cksum < pyproject.toml | cut -d' ' -f1)-${extras//,/-}"
 if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[celery,gevent,eventlet,test${EXTRA_EXTRAS:-}]"
+  "$VENV/bin/python" -m pip install -q -e ".[$extras]"
   touch "$stamp"
 fi
 py="$root/$VENV/bin/python"
