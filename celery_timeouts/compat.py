@@ -8,9 +8,10 @@ handler, as if it were a process of its own. In the main thread (outside greenle
 each call goes straight to the stdlib, where SIGALRM already works.
 
 Off the main thread the handler runs where a signal handler cannot: in a worker thread
-on the library's watchdog thread, in a greenlet on the hub. It gets the frame of the
-interrupted code, and what it raises is raised in the interrupted thread or greenlet
-(the same exception object). Keep handlers short, as for a real signal handler.
+on the library's watchdog thread, in a greenlet on the hub (or, for a greenlet that
+never yields to the hub, in that greenlet, through the green guard). It gets the frame
+of the interrupted code, and what it raises is raised in the interrupted thread or
+greenlet (the same exception object). Keep handlers short, as for a real signal handler.
 A thread blocked in C sees that exception only once it is back in Python.
 
 `patch()` does the same for code that calls the stdlib `signal` module directly.
@@ -29,11 +30,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._context import eventlet_context, gevent_context, native_thread_id
+from ._context import eventlet_context, gevent_context, is_main_thread, native_thread_id
 from ._unwind import protected
 from .exceptions import TaskTimeout
+
+if TYPE_CHECKING:
+    from .backends.green_guard import GreenGuard
 
 SIGALRM = _stdlib.SIGALRM
 ITIMER_REAL = _stdlib.ITIMER_REAL
@@ -186,18 +190,50 @@ def patched() -> Iterator[None]:
 
 
 class _Timer:
-    """One arming of a clock's ITIMER_REAL."""
+    """One arming of a clock's ITIMER_REAL (in a greenlet, a `GuardedAlarm` too)."""
 
-    __slots__ = ("deadline", "entry_frame", "handle", "interval", "seconds")
+    __slots__ = (
+        "_fired", "clock", "deadline", "entry_frame", "guard", "handle", "interval", "seconds",
+    )
 
     def __init__(
-        self, seconds: float, interval: float, entry_frame: FrameType | None, start: float
+        self,
+        clock: _Clock,
+        seconds: float,
+        interval: float,
+        entry_frame: FrameType | None,
+        start: float,
     ) -> None:
+        self.clock = clock
         self.seconds = seconds
         self.deadline = start + seconds
         self.interval = interval
         self.entry_frame = entry_frame  # where the alarm was set: deliveries stay inside it
         self.handle: Any = None  # the driver's timer
+        self.guard: GreenGuard | None = None  # the green guard watching it, if any
+        self._fired = False
+
+    @property
+    def _deadline(self) -> float:
+        return self.deadline
+
+    def overdue_here(self, now: float) -> bool:
+        """For the green guard: overdue, and set by the greenlet that runs now."""
+        return (
+            not self._fired
+            and self.deadline <= now
+            and self.clock.timer is self
+            and self.clock.owner is sys.modules["greenlet"].getcurrent()
+        )
+
+    def ring(self, frame: FrameType | None) -> None:
+        """For the green guard: a greenlet that never yields starves the hub, so its
+        timer cannot run the handler; this runs it in that greenlet, as SIGALRM would."""
+        clock = self.clock
+        clock.driver.stop(self)
+        expired = _expire(clock, self)
+        if expired is not None:
+            _run_handler(expired[0], frame, self, clock.driver)
 
 
 class _Clock:
@@ -229,6 +265,7 @@ def _clock(driver: _Driver, *, create: bool) -> _Clock | None:
     return clock
 
 
+@protected  # the green guard must not run a handler halfway through
 def _set_timer(
     driver: _Driver, delay: float, interval: float, caller: FrameType
 ) -> tuple[float, float]:
@@ -250,7 +287,7 @@ def _set_timer(
             clock.delivery = None
         if delay > 0:
             entry_frame = caller if driver.needs_entry_frame else None
-            clock.timer = _Timer(delay, interval, entry_frame, time.monotonic())
+            clock.timer = _Timer(clock, delay, interval, entry_frame, time.monotonic())
             driver.start(clock, clock.timer)
     return previous
 
@@ -258,28 +295,48 @@ def _set_timer(
 def _on_deadline(clock: _Clock, timer: _Timer) -> None:
     """The clock's timer expired: what the kernel and the interpreter do for SIGALRM."""
     driver = clock.driver
-    with driver.lock:
-        if clock.timer is not timer:
-            return  # re-armed or cancelled meanwhile
-        clock.timer = None
-        if timer.interval > 0:
-            following = _Timer(timer.interval, timer.interval, timer.entry_frame, timer.deadline)
-            clock.timer = following
-            driver.start(clock, following)
-        generation = clock.generation
-        handler = clock.handler
+    expired = _expire(clock, timer)
+    if expired is None:
+        return
+    handler, generation = expired
     frame = driver.frame_of(clock.owner)
     if frame is None:
         return  # the thread or greenlet has ended
-    if handler == SIG_IGN:
-        return
     try:
-        if callable(handler):
-            handler(int(SIGALRM), frame)
-        else:  # SIG_DFL would end the process; here it ends this thread's/greenlet's work
-            raise TaskTimeout(timer.seconds, driver.name)
+        _run_handler(handler, frame, timer, driver)
     except BaseException as raised:
         driver.deliver(clock, generation, raised, timer)
+
+
+def _expire(clock: _Clock, timer: _Timer) -> tuple[_Handler, int] | None:
+    """Take the expired `timer` off its clock (re-arming an interval timer): the handler
+    to run and the clock's generation, or None if it was re-armed or cancelled."""
+    driver = clock.driver
+    with driver.lock:
+        if clock.timer is not timer or timer._fired:
+            return None  # re-armed or cancelled meanwhile, or already rung by the guard
+        timer._fired = True
+        if timer.guard is not None:
+            timer.guard.discard_alarm(timer)
+        clock.timer = None
+        if timer.interval > 0:
+            following = _Timer(
+                clock, timer.interval, timer.interval, timer.entry_frame, timer.deadline
+            )
+            clock.timer = following
+            driver.start(clock, following)
+        return clock.handler, clock.generation
+
+
+def _run_handler(
+    handler: _Handler, frame: FrameType | None, timer: _Timer, driver: _Driver
+) -> None:
+    if handler == SIG_IGN:
+        return
+    if callable(handler):
+        handler(int(SIGALRM), frame)
+    else:  # SIG_DFL would end the process; here it ends this thread's/greenlet's work
+        raise TaskTimeout(timer.seconds, driver.name)
 
 
 # -- drivers: how a clock's timer runs in each kind of context ---------------------------------
@@ -356,7 +413,27 @@ class _ThreadDriver(_Driver):
 
 
 class _GreenDriver(_Driver):
-    """A greenlet: a hub timer runs the handler and throws what it raised into it."""
+    """A greenlet: a hub timer runs the handler and throws what it raised into it.
+
+    A greenlet that never yields starves the hub, so the green guard watches its alarms
+    too (only on the main thread's hub, as for scopes): see `_Timer.ring`.
+    """
+
+    def _guard(self, timer: _Timer) -> None:
+        if not is_main_thread():
+            return  # a signal reaches no hub in another thread
+        from .backends.green_guard import main_thread_guard
+
+        guard = main_thread_guard()
+        if guard is not None:
+            timer.guard = guard
+            guard.add_alarm(timer)
+            if not guard.ticking:
+                guard.start()
+
+    def _unguard(self, timer: _Timer) -> None:
+        if timer.guard is not None:
+            timer.guard.discard_alarm(timer)
 
     def owner(self) -> object:
         return sys.modules["greenlet"].getcurrent()
@@ -381,9 +458,11 @@ class _GeventDriver(_GreenDriver):
         delay = max(timer.deadline - time.monotonic(), 0.0)
         timer.handle = get_hub().loop.timer(delay)
         timer.handle.start(_on_deadline, clock, timer, update=True)
+        self._guard(timer)
 
     def stop(self, timer: _Timer) -> None:
         timer.handle.close()
+        self._unguard(timer)
 
 
 class _EventletDriver(_GreenDriver):
@@ -394,9 +473,11 @@ class _EventletDriver(_GreenDriver):
 
         delay = max(timer.deadline - time.monotonic(), 0.0)
         timer.handle = get_hub().schedule_call_global(delay, _on_deadline, clock, timer)
+        self._guard(timer)
 
     def stop(self, timer: _Timer) -> None:
         timer.handle.cancel()
+        self._unguard(timer)
 
 
 _drivers: dict[str, _Driver] = {}

@@ -102,6 +102,76 @@ def test_snippet_in_a_hundred_green_threads(library: str) -> None:
     assert report["total"] < 4  # all at once, not one after another
 
 
+CPU_BOUND_GREEN_CODE = """
+import json, sys, time
+library = sys.argv[1]
+if library == "gevent":
+    from gevent import monkey; monkey.patch_all()
+    import gevent
+    spawn, joinall = gevent.spawn, gevent.joinall
+else:
+    import eventlet; eventlet.monkey_patch()
+    spawn = eventlet.spawn
+    def joinall(threads):
+        for thread in threads:
+            thread.wait()
+from celery_timeouts import compat as signal
+
+def spin(seconds):  # never yields to the hub
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+def snippet(index):
+    def handler(signum, frame):
+        raise TimeoutError(f"took too long: {index}, in {frame.f_code.co_name}()")
+    signal.signal(signal.SIGALRM, handler)
+    started = time.monotonic()
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        try:
+            spin(5)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        return "finished", time.monotonic() - started
+    except TimeoutError as error:
+        return str(error), time.monotonic() - started
+
+def ticking():  # a repeating timer whose handler returns normally
+    calls = []
+    signal.signal(signal.SIGALRM, lambda signum, frame: calls.append(time.monotonic()))
+    signal.setitimer(signal.ITIMER_REAL, 0.2, 0.2)
+    spin(1.1)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    return len(calls)
+
+def no_alarm():
+    started = time.monotonic()
+    spin(0.5)
+    return time.monotonic() - started
+
+threads = [spawn(snippet, index) for index in range(3)] + [spawn(ticking), spawn(no_alarm)]
+joinall(threads)
+print(json.dumps([thread.value if library == "gevent" else thread.wait() for thread in threads]))
+"""
+
+
+@pytest.mark.parametrize("library", ["gevent", "eventlet"])
+def test_alarms_reach_green_threads_that_never_yield(library: str) -> None:
+    # The hub's timer cannot run while a green thread holds the CPU: the green guard
+    # runs the handler in that green thread instead, as a real SIGALRM would.
+    completed = run_python(
+        f"import sys; sys.argv = ['runner', {library!r}]\n" + CPU_BOUND_GREEN_CODE
+    )
+    assert completed.returncode == 0, completed.stderr
+    *snippets, ticks, no_alarm = json.loads(completed.stdout.strip().splitlines()[-1])
+    for index, (outcome, elapsed) in enumerate(snippets):
+        assert outcome == f"took too long: {index}, in spin()"
+        assert 0.29 <= elapsed < 1.5
+    assert 3 <= ticks <= 5
+    assert 0.5 <= no_alarm < 1.0  # spun its full time: nobody else's alarm landed there
+
+
 def test_alarm_returns_the_seconds_left_on_the_previous_alarm() -> None:
     def body() -> list[int]:
         signal.signal(signal.SIGALRM, signal.SIG_IGN)

@@ -6,7 +6,8 @@ so its timer never fires. While green scopes are armed, the watchdog thread look
 `TICK` seconds for one that is overdue by more than `GRACE` and has not fired, and then
 sends SIGURG to the hub's OS thread (the main thread). The handler runs in whatever
 greenlet holds the CPU and raises only if one of *that* greenlet's own scopes is overdue,
-so a timeout never lands in the hub or in another greenlet.
+so a timeout never lands in the hub or in another greenlet. `compat` alarms set in
+greenlets are guarded the same way: the overdue greenlet's SIGALRM handler runs there.
 
 SIGURG because its default disposition is to ignore it (a stray one harms nothing), no
 Celery or gevent code uses it, and it is not SIGALRM, which the signal backend owns. If
@@ -23,7 +24,7 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .._context import is_main_thread, native_thread_id, os_lock
 from .._unwind import at_handler_hole, in_protected_code, protected
@@ -41,17 +42,36 @@ SIGNAL: int | None = getattr(signal, "SIGURG", None)
 logger = logging.getLogger(__name__)
 
 
+class GuardedAlarm(Protocol):
+    """A `compat` alarm of a greenlet, as the guard sees it."""
+
+    _fired: bool
+
+    @property
+    def _deadline(self) -> float: ...
+
+    def overdue_here(self, now: float) -> bool:
+        """True if it is overdue and set by the greenlet running now."""
+
+    def ring(self, frame: FrameType | None) -> None:
+        """Run its SIGALRM handler here, in the interrupted greenlet; may raise."""
+
+
 class GreenGuard:
-    """The armed green scopes of the main thread's hub, and the tick that watches them.
+    """The armed green scopes and alarms of the main thread's hub, and the tick that
+    watches them.
 
     `add`/`discard` are the per-call cost (a set insert and removal); everything else
-    runs on the watchdog thread every `TICK`, and only while some scope is armed.
+    runs on the watchdog thread every `TICK`, and only while some scope or alarm is armed.
     """
 
     def __init__(self) -> None:
         self._scopes: set[TimeoutScope] = set()
         self.add = self._scopes.add
         self.discard = self._scopes.discard
+        self._alarms: set[GuardedAlarm] = set()
+        self.add_alarm = self._alarms.add
+        self.discard_alarm = self._alarms.discard
         self.ticking = False
         self._lock = os_lock()
         self._generation = 0  # bumped by a fork: the parent's ticks then end
@@ -106,8 +126,10 @@ class GreenGuard:
             overdue = time.monotonic() - GRACE
             # tuple() copies the set without running Python code, so the main thread
             # cannot change it halfway (the GIL).
-            scopes = tuple(self._scopes)
-            due = any(not scope._fired and scope._deadline <= overdue for scope in scopes)
+            armed: tuple[TimeoutScope | GuardedAlarm, ...] = (
+                *tuple(self._scopes), *tuple(self._alarms),
+            )
+            due = any(not item._fired and item._deadline <= overdue for item in armed)
             # Only while our handler is in place: another one may have replaced it since.
             if due and signal.getsignal(SIGNAL) is self._handler:  # type: ignore[arg-type]
                 signal.pthread_kill(self._main_thread_id, SIGNAL)  # type: ignore[arg-type]
@@ -119,10 +141,10 @@ class GreenGuard:
         # add() puts the scope in the set before it reads `ticking`: so after clearing
         # `ticking`, a second look at the set catches an add that saw it still True.
         with self._lock:
-            if self._scopes:
+            if self._scopes or self._alarms:
                 return True
             self.ticking = False
-            if self._scopes:
+            if self._scopes or self._alarms:
                 self.ticking = True
                 return True
             return False
@@ -144,6 +166,12 @@ class GreenGuard:
             ):
                 target = scope
             scope = scope._parent
+        alarm = self._overdue_alarm_here(now) if self._alarms else None
+        if alarm is not None and (target is None or alarm._deadline < target._deadline):
+            if frame is not None and (in_protected_code(frame) or at_handler_hole(frame)):
+                return  # as for scopes below; the next tick tries again
+            alarm.ring(frame)  # what its handler raises is raised here, as with SIGALRM
+            return
         if target is None:
             return  # another greenlet's scope is overdue (the hub will deliver it), or none
         if frame is not None and in_protected_code(frame):
@@ -157,6 +185,14 @@ class GreenGuard:
             return
         target._fired = True
         raise target._unwinding()
+
+    def _overdue_alarm_here(self, now: float) -> GuardedAlarm | None:
+        """The earliest overdue alarm of the greenlet running now, if any."""
+        found: GuardedAlarm | None = None
+        for alarm in tuple(self._alarms):
+            if alarm.overdue_here(now) and (found is None or alarm._deadline < found._deadline):
+                found = alarm
+        return found
 
     def _deliver_next_instruction(self, target: TimeoutScope, frame: FrameType) -> None:
         watchdog = self._watchdog
@@ -257,4 +293,6 @@ class GuardedHub:
         return guard
 
 
-__all__ = ["GRACE", "SIGNAL", "TICK", "GreenGuard", "GuardedHub", "main_thread_guard"]
+__all__ = [
+    "GRACE", "SIGNAL", "TICK", "GreenGuard", "GuardedAlarm", "GuardedHub", "main_thread_guard",
+]
