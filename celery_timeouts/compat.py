@@ -229,11 +229,19 @@ class _Timer:
     def ring(self, frame: FrameType | None) -> None:
         """For the green guard: a greenlet that never yields starves the hub, so its
         timer cannot run the handler; this runs it in that greenlet, as SIGALRM would."""
-        clock = self.clock
-        clock.driver.stop(self)
-        expired = _expire(clock, self)
+        expired = self._take()
         if expired is not None:
-            _run_handler(expired[0], frame, self, clock.driver)
+            _run_handler(expired[0], frame, self, self.clock.driver)
+
+    @protected
+    def _take(self) -> tuple[_Handler, int] | None:
+        self.clock.driver.stop(self)  # the hub's timer, which has not run
+        return _expire(self.clock, self)
+
+    def abandoned(self) -> bool:
+        """For the green guard: the greenlet that set it has ended."""
+        owner: Any = self.clock.owner
+        return bool(owner.dead)
 
 
 class _Clock:
@@ -319,7 +327,7 @@ def _expire(clock: _Clock, timer: _Timer) -> tuple[_Handler, int] | None:
         if timer.guard is not None:
             timer.guard.discard_alarm(timer)
         clock.timer = None
-        if timer.interval > 0:
+        if timer.interval > 0 and not driver.has_ended(clock.owner):
             following = _Timer(
                 clock, timer.interval, timer.interval, timer.entry_frame, timer.deadline
             )
@@ -359,6 +367,10 @@ class _Driver:
 
     def frame_of(self, owner: Any) -> FrameType | None:
         raise NotImplementedError
+
+    def has_ended(self, owner: Any) -> bool:
+        """True once the owner thread or greenlet has ended: its timers stop repeating."""
+        return self.frame_of(owner) is None
 
     def deliver(
         self, clock: _Clock, generation: int, exception: BaseException, timer: _Timer
@@ -440,6 +452,9 @@ class _GreenDriver(_Driver):
 
     def frame_of(self, owner: Any) -> FrameType | None:
         return None if owner.dead else owner.gr_frame
+
+    def has_ended(self, owner: Any) -> bool:
+        return bool(owner.dead)  # (a running greenlet has no gr_frame either)
 
     def deliver(
         self, clock: _Clock, generation: int, exception: BaseException, timer: _Timer

@@ -150,9 +150,48 @@ def no_alarm():
     spin(0.5)
     return time.monotonic() - started
 
+def ignored_alarm_beside_a_scope():  # an alarm due first must not hold back the scope
+    from celery_timeouts import TaskTimeout, portable_timeout
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    signal.setitimer(signal.ITIMER_REAL, 0.1)
+    started = time.monotonic()
+    n = 0
+    try:
+        with portable_timeout(0.3):
+            while n < 10**9:  # no call in it: on 3.13 only its back-jump sees signals
+                n += 1
+    except TaskTimeout:
+        return "TaskTimeout", time.monotonic() - started
+    return "finished", time.monotonic() - started
+
+def leaves_a_repeating_timer():  # and ends: its timer must not keep the guard busy
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
+
+def handler_with_its_own_limit():  # a scope opened by the handler still fires
+    from celery_timeouts import TaskTimeout, portable_timeout
+    def handler(signum, frame):
+        with portable_timeout(0.2):
+            spin(5)
+    signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, 0.1)
+    started = time.monotonic()
+    try:
+        spin(5)
+    except TaskTimeout:
+        return "TaskTimeout", time.monotonic() - started
+    return "finished", time.monotonic() - started
+
 threads = [spawn(snippet, index) for index in range(3)] + [spawn(ticking), spawn(no_alarm)]
+threads += [spawn(ignored_alarm_beside_a_scope), spawn(handler_with_its_own_limit)]
+threads += [spawn(leaves_a_repeating_timer)]
 joinall(threads)
-print(json.dumps([thread.value if library == "gevent" else thread.wait() for thread in threads]))
+values = [thread.value if library == "gevent" else thread.wait() for thread in threads]
+green_sleep = gevent.sleep if library == "gevent" else eventlet.sleep
+green_sleep(0.3)
+from celery_timeouts.backends import green_guard
+guard = green_guard._guard
+print(json.dumps(values[:-1] + [[len(guard._alarms), guard.ticking]]))
 """
 
 
@@ -164,12 +203,18 @@ def test_alarms_reach_green_threads_that_never_yield(library: str) -> None:
         f"import sys; sys.argv = ['runner', {library!r}]\n" + CPU_BOUND_GREEN_CODE
     )
     assert completed.returncode == 0, completed.stderr
-    *snippets, ticks, no_alarm = json.loads(completed.stdout.strip().splitlines()[-1])
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    *snippets, ticks, no_alarm, beside_a_scope, in_handler, guard_state = report
     for index, (outcome, elapsed) in enumerate(snippets):
         assert outcome == f"took too long: {index}, in spin()"
         assert 0.29 <= elapsed < 1.5
     assert 3 <= ticks <= 5
     assert 0.5 <= no_alarm < 1.0  # spun its full time: nobody else's alarm landed there
+    outcome, elapsed = beside_a_scope
+    assert outcome == "TaskTimeout" and 0.29 <= elapsed < 1.5
+    outcome, elapsed = in_handler
+    assert outcome == "TaskTimeout" and 0.29 <= elapsed < 1.5
+    assert guard_state == [0, False]  # nothing left armed, the guard idle
 
 
 def test_alarm_returns_the_seconds_left_on_the_previous_alarm() -> None:

@@ -56,6 +56,9 @@ class GuardedAlarm(Protocol):
     def ring(self, frame: FrameType | None) -> None:
         """Run its SIGALRM handler here, in the interrupted greenlet; may raise."""
 
+    def abandoned(self) -> bool:
+        """True once the greenlet that set it has ended (read on the watchdog thread)."""
+
 
 class GreenGuard:
     """The armed green scopes and alarms of the main thread's hub, and the tick that
@@ -126,9 +129,11 @@ class GreenGuard:
             overdue = time.monotonic() - GRACE
             # tuple() copies the set without running Python code, so the main thread
             # cannot change it halfway (the GIL).
-            armed: tuple[TimeoutScope | GuardedAlarm, ...] = (
-                *tuple(self._scopes), *tuple(self._alarms),
-            )
+            alarms = tuple(self._alarms)
+            for alarm in alarms:
+                if alarm.abandoned():
+                    self.discard_alarm(alarm)  # its greenlet ended: nobody to ring
+            armed: tuple[TimeoutScope | GuardedAlarm, ...] = (*tuple(self._scopes), *alarms)
             due = any(not item._fired and item._deadline <= overdue for item in armed)
             # Only while our handler is in place: another one may have replaced it since.
             if due and signal.getsignal(SIGNAL) is self._handler:  # type: ignore[arg-type]
@@ -149,12 +154,24 @@ class GreenGuard:
                 return True
             return False
 
-    @protected
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        """Runs in the greenlet that holds the CPU: raise its own overdue timeout, if any."""
+        """Runs in the greenlet that holds the CPU: ring its overdue alarm, then raise
+        its own overdue timeout, if any.
+
+        Not library code itself: an alarm's handler runs from here, and a timeout of a
+        scope that handler opens must be able to land in it.
+        """
+        if self._alarms:
+            alarm = self._alarm_to_ring(frame)
+            if alarm is not None:
+                alarm.ring(frame)  # what its handler raises is raised here, as with SIGALRM
+        self._raise_overdue_scope(frame)
+
+    @protected
+    def _overdue_scope_here(self, now: float) -> TimeoutScope | None:
+        """The earliest overdue armed green scope of the greenlet running now, if any."""
         from .._scope import current_scope
 
-        now = time.monotonic()
         target: TimeoutScope | None = None
         scope = current_scope()
         while scope is not None:
@@ -166,12 +183,29 @@ class GreenGuard:
             ):
                 target = scope
             scope = scope._parent
-        alarm = self._overdue_alarm_here(now) if self._alarms else None
-        if alarm is not None and (target is None or alarm._deadline < target._deadline):
-            if frame is not None and (in_protected_code(frame) or at_handler_hole(frame)):
-                return  # as for scopes below; the next tick tries again
-            alarm.ring(frame)  # what its handler raises is raised here, as with SIGALRM
-            return
+        return target
+
+    @protected
+    def _alarm_to_ring(self, frame: FrameType | None) -> GuardedAlarm | None:
+        """The overdue alarm of the greenlet running now, if it can ring here and no
+        overdue scope of that greenlet was due before it."""
+        now = time.monotonic()
+        alarm = self._overdue_alarm_here(now)
+        if alarm is None:
+            return None
+        if frame is not None and (in_protected_code(frame) or at_handler_hole(frame)):
+            # The next tick tries again. At a 3.13 loop back-jump the handler's exception
+            # would skip the loop's handlers: such an alarm waits for a safe place, which
+            # a loop with no call in it never reaches (an overdue scope still fires).
+            return None
+        target = self._overdue_scope_here(now)
+        if target is not None and target._deadline <= alarm._deadline:
+            return None  # the scope's timeout goes first
+        return alarm
+
+    @protected
+    def _raise_overdue_scope(self, frame: FrameType | None) -> None:
+        target = self._overdue_scope_here(time.monotonic())
         if target is None:
             return  # another greenlet's scope is overdue (the hub will deliver it), or none
         if frame is not None and in_protected_code(frame):
