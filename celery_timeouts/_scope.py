@@ -18,13 +18,12 @@ from typing import Any, Literal, TypeVar
 
 from ._unwind import ScopeTimeout, exit_entry, protected
 from ._validation import (
-    AUTO,
     validate_backend,
     validate_catchable,
     validate_exception,
     validate_seconds,
 )
-from .backends import _auto_name, _env_backend, _instances, resolve
+from .backends import resolve
 from .backends.base import Backend
 from .exceptions import TaskTimeout, _describe
 
@@ -165,15 +164,7 @@ class TimeoutScope:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> Literal[False]:
-        # _leave(), inlined: one call less on every `with` and decorated call
-        self._state = _EXITED
-        backend = self._backend
-        if backend is not None:
-            backend.disarm(self)
-        try:
-            _innermost.reset(self._token)
-        except (ValueError, RuntimeError):
-            _innermost.set(self._parent)
+        self._leave()
         if exc is not None:
             self._settle(exc)
         elif (self._fired or self._fire_attempts) and not self._catchable:
@@ -232,14 +223,7 @@ class TimeoutScope:
         seconds = self.seconds
         backend = None
         if seconds is not None:
-            requested = self._requested
-            # resolve()'s fast path for `auto`, inlined: this runs on every entry
-            backend = (
-                _instances.get(_env_backend() or _auto_name())
-                if requested == AUTO and not coroutine
-                else None
-            ) or resolve(requested, coroutine)
-            self._backend = backend
+            backend = self._backend = resolve(self._requested, coroutine)
             self.backend = backend.name
             deadline = self.deadline = self._deadline = _monotonic() + seconds
             if effective is None or deadline < effective:
