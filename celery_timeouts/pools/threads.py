@@ -10,7 +10,11 @@ threads from one queue:
   `TimeLimitExceeded` anyway, its thread is abandoned (whatever it returns later is
   ignored) and a fresh thread takes its slot, so the pool keeps its concurrency;
 - `grow`, `shrink` and `num_processes` serve `--autoscale` and `celery control
-  pool_grow/pool_shrink`.
+  pool_grow/pool_shrink`;
+- stopping drops the jobs that have not started, so their unacknowledged messages go
+  back to the broker (as stock Celery 5.7, celery#10183), keeps enforcing the hard
+  limits of those running, and never waits on a stuck thread past its hard limit plus
+  the grace; a cold shutdown waits on running threads for the grace at most.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from celery.concurrency import thread as stock
+from celery.worker import state as worker_state
 
 from ..backends import get_backend
 from ..backends.watchdog import WatchdogBackend
@@ -119,6 +124,8 @@ class _Worker(threading.Thread):
         while not self.abandoned:
             job = pool._jobs.get()
             if job is _RETIRE:
+                if pool._closed:
+                    pool._jobs.put(_RETIRE)  # passed on: every thread finishes
                 break
             self.job = job
             job.worker = self
@@ -156,7 +163,8 @@ class TaskPool(stock.TaskPool):
         self._workers: set[_Worker] = set()
         self._abandoned: set[_Worker] = set()
         self._abandoned_total = 0
-        self._stopping = False
+        self._closed = False  # stopping or stopped: no job is taken any more
+        self._stopping = False  # stopped: the stuck-thread check ends
         self._names = itertools.count(1)
         watchdog = get_backend("thread")
         assert isinstance(watchdog, WatchdogBackend)
@@ -179,16 +187,15 @@ class TaskPool(stock.TaskPool):
         )
 
     def on_stop(self) -> None:
-        self._stopping = True
-        with self._lock:
-            workers = list(self._workers)
-        for _ in workers:
-            self._jobs.put(_RETIRE)
-        for worker in workers:
-            worker.join()
+        """Warm shutdown: jobs not started are dropped; running ones are waited for, up
+        to their hard limit plus the grace (a cold shutdown meanwhile cuts this short)."""
+        self._close()
+        self._wait_for_threads(cold=False)
 
     def on_terminate(self) -> None:
-        self.on_stop()
+        """Cold shutdown: as `on_stop`, but running threads get the grace at most."""
+        self._close()
+        self._wait_for_threads(cold=True)
 
     def on_apply(
         self,
@@ -202,13 +209,19 @@ class TaskPool(stock.TaskPool):
         timeout: float | None = None,
         **_: Any,
     ) -> _Job:
+        """Queue a job; raises RuntimeError once the pool is stopping, as stock Celery."""
         job = _Job(
             target=target, args=args, kwargs=kwargs, callback=callback,
             accept_callback=accept_callback, timeout_callback=timeout_callback,
             soft=effective_limit(soft_timeout, self._soft_default),
             hard=effective_limit(timeout, self._hard_default),
         )
-        self._jobs.put(job)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(
+                    "cannot apply a task to a stopped celery-timeouts threads pool"
+                )
+            self._jobs.put(job)
         return job
 
     # -- autoscale -----------------------------------------------------------------------
@@ -249,6 +262,57 @@ class TaskPool(stock.TaskPool):
         worker = _Worker(self, f"celery-timeouts-worker-{next(self._names)}")
         self._workers.add(worker)
         worker.start()
+
+    def _close(self) -> None:
+        """Take no more jobs, drop those not started, and let idle threads finish.
+
+        A dropped job was never accepted, so its message was never acknowledged: the
+        broker gets it back when the worker's connection closes.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        dropped = 0
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            dropped += job is not _RETIRE
+        self._jobs.put(_RETIRE)  # passed on from thread to thread (see _Worker.run)
+        if dropped:
+            logger.info(
+                "celery-timeouts: threads pool stopping: %d task(s) not started are left "
+                "unacknowledged for the broker to deliver again",
+                dropped,
+            )
+
+    def _wait_for_threads(self, cold: bool) -> None:
+        """Return once every worker thread has finished or been abandoned.
+
+        The stuck-thread check goes on meanwhile, so a thread blocked past its hard limit
+        plus the grace is abandoned and no longer waited for. A job without a hard limit
+        is waited for as a warm shutdown does, unless a cold shutdown begins.
+        """
+        give_up = math.inf
+        while True:
+            with self._lock:
+                running = [worker for worker in self._workers if worker.is_alive()]
+            if not running:
+                break
+            cold = cold or bool(worker_state.should_terminate)
+            if cold and give_up == math.inf:
+                give_up = time.monotonic() + self._abandon_after
+            if time.monotonic() >= give_up:
+                logger.warning(
+                    "celery-timeouts: cold shutdown: not waiting for %d running task(s): %s",
+                    len(running),
+                    ", ".join(w.job.task_id if w.job else w.name for w in running),
+                )
+                break
+            running[0].join(_CHECK_INTERVAL)
+        self._stopping = True
 
     def _worker_exited(self, worker: _Worker) -> None:
         with self._lock:
@@ -303,7 +367,7 @@ class TaskPool(stock.TaskPool):
                 job.timeout_callback(False, job.hard)
             except BaseException:
                 logger.exception("celery-timeouts: reporting the time limit of %s", job.task_id)
-        if self._max_abandoned is not None and stuck > self._max_abandoned:
+        if self._max_abandoned is not None and stuck > self._max_abandoned and not self._closed:
             logger.critical(
                 "celery-timeouts: %d threads are stuck (limit %d): asking the worker for a "
                 "warm restart",

@@ -1,0 +1,134 @@
+"""The pools' own contract with Celery, on real pool objects (no worker): stopping,
+applying after a stop, what `on_apply` returns and what `info` says.
+
+Real workers are in test_celery_limits.py; this covers what a worker cannot show
+deterministically (which queued job ran, how long a stop waited).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from celery_timeouts.pools.threads import TaskPool as ThreadsPool
+
+# Generous bounds: the machine may be loaded (see the timing notes in cases.py).
+SLACK = 3.0
+
+
+class Recorder:
+    """Callbacks of a pool job, recorded."""
+
+    def __init__(self) -> None:
+        self.results: list[Any] = []
+        self.timeouts: list[tuple[bool, float | None]] = []
+        self.done = threading.Event()
+
+    def callback(self, result: Any) -> None:
+        self.results.append(result)
+        self.done.set()
+
+    def timeout_callback(self, soft: bool, seconds: float | None) -> None:
+        self.timeouts.append((soft, seconds))
+        if not soft:
+            self.done.set()
+
+
+@pytest.fixture
+def threads_pool() -> Iterator[Callable[..., ThreadsPool]]:
+    made: list[ThreadsPool] = []
+
+    def make(limit: int = 1, **options: Any) -> ThreadsPool:
+        pool = ThreadsPool(limit=limit, **options)
+        pool.on_start()
+        made.append(pool)
+        return pool
+
+    yield make
+    for pool in made:
+        pool.on_terminate()
+
+
+def apply(pool: ThreadsPool, target: Callable[..., Any], recorder: Recorder, **limits: Any) -> Any:
+    return pool.on_apply(
+        target, (), {}, callback=recorder.callback, accept_callback=None,
+        timeout_callback=recorder.timeout_callback, **limits,
+    )
+
+
+def test_threads_on_apply_after_stop_raises(threads_pool: Callable[..., ThreadsPool]) -> None:
+    pool = threads_pool()
+    pool.on_stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        apply(pool, lambda: 1, Recorder())
+
+
+def test_threads_stop_drops_jobs_not_started_and_finishes_the_running_one(
+    threads_pool: Callable[..., ThreadsPool],
+) -> None:
+    pool = threads_pool(limit=1)
+    started, release = threading.Event(), threading.Event()
+
+    def running() -> str:
+        started.set()
+        release.wait(10)
+        return "ran"
+
+    first, queued = Recorder(), Recorder()
+    apply(pool, running, first)
+    apply(pool, lambda: "should not run", queued)
+    assert started.wait(10)
+    stopper = threading.Thread(target=pool.on_stop)
+    stopper.start()
+    time.sleep(0.2)  # the stop is now waiting for the running job
+    assert stopper.is_alive()
+    release.set()
+    stopper.join(SLACK)
+    assert not stopper.is_alive()
+    assert first.results == ["ran"]
+    assert not queued.done.wait(0.5)
+    assert queued.results == [] and queued.timeouts == []
+
+
+def test_threads_warm_stop_gives_up_on_a_stuck_thread_after_its_hard_limit(
+    threads_pool: Callable[..., ThreadsPool],
+) -> None:
+    pool = threads_pool(limit=2)
+    never = threading.Event()
+    recorders = [Recorder(), Recorder()]
+    for recorder in recorders:
+        # Event.wait blocks in C: the hard limit cannot interrupt it.
+        apply(pool, lambda: never.wait(60), recorder, timeout=1)
+    time.sleep(0.2)
+    began = time.monotonic()
+    pool.on_stop()
+    waited = time.monotonic() - began
+    never.set()
+    assert waited < 1 + 0.5 + SLACK  # hard limit plus the default grace
+    for recorder in recorders:
+        assert recorder.timeouts == [(False, 1.0)]
+
+
+def test_threads_cold_stop_does_not_wait_on_a_stuck_thread(
+    threads_pool: Callable[..., ThreadsPool],
+) -> None:
+    pool = threads_pool(limit=1)
+    never, started = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        started.set()
+        never.wait(60)
+
+    apply(pool, stuck, Recorder())  # no limit at all
+    assert started.wait(10)
+    began = time.monotonic()
+    pool.on_terminate()
+    waited = time.monotonic() - began
+    never.set()
+    assert waited < 0.5 + SLACK
+    with pytest.raises(RuntimeError):
+        apply(pool, lambda: 1, Recorder())
