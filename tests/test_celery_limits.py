@@ -241,3 +241,49 @@ def test_too_many_abandoned_threads_ask_for_a_warm_restart(redis_url: str) -> No
         assert worker.app.send_task(f"{APP}.add", args=[1, 2]).get(timeout=60) == 3
     for got in stuck_outcomes:
         assert isinstance(got.result, TimeLimitExceeded), got
+
+
+def fresh_redis(redis_url: str) -> Broker:
+    """The session's Redis, emptied: no message of an earlier test is served here."""
+    from celery_harness import redis_broker_at, redis_command
+
+    assert redis_command(int(redis_url.rsplit(":", 1)[1]), "FLUSHALL") == b"+OK"
+    return redis_broker_at(redis_url)
+
+
+def wait_until(condition: Any, timeout: float, what: str) -> Any:
+    """Poll `condition()` until it returns something true; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s")
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("pool", ["threads", "gevent", "eventlet"])
+def test_inspect_active_answers_while_a_task_runs(pool: str, redis_url: str) -> None:
+    # worker_pid must be an int: `inspect active` replies are JSON.
+    broker = fresh_redis(redis_url)
+    with start_worker(APP, pool, broker, concurrency=2, env=ENABLED) as worker:
+        running, _ = run_task(worker, "sleepy", 4, soft=None, hard=None)
+        inspect = worker.app.control.inspect(destination=[worker.name], timeout=2)
+
+        def listed() -> list[dict[str, Any]]:
+            active = inspect.active() or {}
+            return [t for t in active.get(worker.name, []) if t["id"] == running.id]
+
+        (entry,) = wait_until(listed, 15, "the running task in `inspect active`")
+        assert isinstance(entry["worker_pid"], int), entry
+        if pool != "threads":  # stock terminate_job kills the greenlet (threads: later)
+            replies = worker.app.control.revoke(
+                running.id, terminate=True, reply=True, destination=[worker.name]
+            )
+            assert replies and "ok" in next(iter(replies[0].values())), replies
+            wait_until(lambda: running.state == "REVOKED", 10, "REVOKED after terminate")
+        assert worker.app.send_task(f"{APP}.add", args=[2, 3]).get(timeout=15) == 5
+    log = worker.log_text()
+    assert "EncodeError" not in log and "Unrecoverable error" not in log
+

@@ -14,16 +14,21 @@ def run_green_job(
     kwargs: Any,
     callback: Callable[..., Any] | None,
     accept_callback: Callable[..., Any] | None,
-    pid: Any = None,
+    getpid: Callable[[], int] | None = None,
     *,
     soft: float | None,
     hard: float | None,
     timeout_callback: Callable[..., Any] | None,
     **_: Any,
 ) -> None:
-    """Spawned as the task's greenlet: its limits are hub timers of that greenlet."""
+    """Spawned as the task's greenlet: its limits are hub timers of that greenlet.
+
+    `getpid` is the pool's: called here, it gives this greenlet's id, which is the
+    job's `worker_pid` (an int, as `inspect active` and `terminate_job` need).
+    """
     run_job(
-        target, args, kwargs, callback, accept_callback, pid,
+        target, args, kwargs, callback, accept_callback,
+        getpid() if getpid is not None else None,
         soft=soft, hard=hard, timeout_callback=timeout_callback,
     )
 
