@@ -4,6 +4,9 @@ autoscale of `-P threads`, and alarm-style code through `celery_timeouts.compat`
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -263,6 +266,17 @@ def wait_until(condition: Any, timeout: float, what: str) -> Any:
         time.sleep(0.1)
 
 
+def exit_after(worker: RunningWorker, signum: int, bound: float) -> float:
+    """Send `signum` to the worker (by PID); seconds until it exited, failing past `bound`."""
+    began = time.monotonic()
+    os.kill(worker.pid, signum)
+    try:
+        worker.process.wait(bound)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{worker.pool} worker still running {bound} s after signal {signum}")
+    return time.monotonic() - began
+
+
 @pytest.mark.parametrize("pool", ["threads", "gevent", "eventlet"])
 def test_inspect_active_answers_while_a_task_runs(pool: str, redis_url: str) -> None:
     # worker_pid must be an int: `inspect active` replies are JSON.
@@ -287,3 +301,34 @@ def test_inspect_active_answers_while_a_task_runs(pool: str, redis_url: str) -> 
     log = worker.log_text()
     assert "EncodeError" not in log and "Unrecoverable error" not in log
 
+
+def test_threads_warm_shutdown_ends_stuck_tasks_and_gives_back_the_rest(redis_url: str) -> None:
+    broker = fresh_redis(redis_url)
+    with start_worker(APP, "threads", broker, concurrency=2, env=ENABLED) as worker:
+        stuck = [run_task(worker, "stuck", 600, soft=None, hard=2) for _ in range(2)]
+        later = [worker.app.send_task(f"{APP}.add", args=[i, 1]) for i in range(4)]
+        worker.wait_for_log("stuck[", 10)  # received; give both a moment to start
+        time.sleep(1)
+        # Stuck in C, each is ended 2 s + 0.5 s after it started; then the worker exits.
+        exit_after(worker, signal.SIGTERM, 12)
+        ended = [outcome(job, timeout=5) for job in stuck]
+    for got in ended:
+        assert got.state == "FAILURE" and isinstance(got.result, TimeLimitExceeded), got
+    log = worker.log_text()
+    assert "not started are left unacknowledged" in log or "Restoring" in log
+    # What the first worker did not start, a second one serves.
+    with start_worker(APP, "threads", broker, concurrency=2, env=ENABLED) as second:
+        assert [r.get(timeout=20) for r in later] == [i + 1 for i in range(4)]
+    assert second.returncode == 0
+
+
+def test_threads_cold_shutdown_does_not_wait_for_a_stuck_task(redis_url: str) -> None:
+    broker = fresh_redis(redis_url)
+    with start_worker(APP, "threads", broker, concurrency=1, env=ENABLED) as worker:
+        run_task(worker, "stuck", 600, soft=None, hard=None)  # no limit: only a cold stop
+        later = [worker.app.send_task(f"{APP}.add", args=[i, 2]) for i in range(3)]
+        worker.wait_for_log("stuck[", 10)
+        time.sleep(1)
+        exit_after(worker, signal.SIGQUIT, 10)
+    with start_worker(APP, "threads", broker, concurrency=1, env=ENABLED):
+        assert [r.get(timeout=20) for r in later] == [i + 2 for i in range(3)]
