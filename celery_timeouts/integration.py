@@ -92,3 +92,24 @@ def _use_our_pool(sender: Any = None, **_: Any) -> None:
         return
     module_name, class_name = replacement.split(":")
     worker.pool_cls = getattr(importlib.import_module(module_name), class_name)
+    _name_auto_concurrency_after(worker, stock)
+
+
+def _name_auto_concurrency_after(worker: Any, stock: type) -> None:
+    """With `--concurrency=auto`, Celery logs the pool by its `-P` alias, looked up from
+    the pool class it resolves next; let that lookup see the stock class it replaces,
+    so the line says `pool=threads`, not our class path. (Celery >= 5.7; a no-op before.)
+    """
+    resolve = getattr(worker, "_resolve_auto_concurrency", None)
+    if resolve is None:
+        return
+
+    def resolve_as_stock() -> None:
+        ours = worker.pool_cls
+        worker.pool_cls = stock
+        try:
+            resolve()
+        finally:
+            worker.pool_cls = ours
+
+    worker._resolve_auto_concurrency = resolve_as_stock

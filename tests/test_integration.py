@@ -6,6 +6,8 @@ and then resolves its pool class, exactly as `celery worker` does.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from celery import Celery, signals
 
@@ -71,3 +73,34 @@ def test_bad_options_name_the_value_and_the_fix() -> None:
     with pytest.raises(TypeError, match=r"eager must be True or False, got 'yes'"):
         enable_time_limits(app, eager="yes")  # type: ignore[arg-type]
 
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads"])
+def test_auto_concurrency_is_logged_with_the_pools_name(pool: str) -> None:
+    app = new_app()
+    enable_time_limits(app)
+    worker = app.WorkController(
+        pool_cls=pool, concurrency="auto", hostname=f"{app.main}@test", without_heartbeat=True
+    )
+    assert worker.pool_cls.__module__.startswith("celery_timeouts.pools")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("celery.worker")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        worker.on_start()  # logs the concurrency it resolved, and nothing else here
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    (line,) = [r.getMessage() for r in records if "worker_concurrency" in r.getMessage()]
+    assert f"pool={pool}" in line, line
+
+
+def test_solo_info_reports_the_limits_it_enforces() -> None:
+    from celery_timeouts.pools.solo import TaskPool
+
+    assert TaskPool(soft_timeout=1.5, timeout=3).info["timeouts"] == (1.5, 3)
+    assert TaskPool().info["timeouts"] == (0, 0)

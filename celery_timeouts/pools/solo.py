@@ -27,6 +27,12 @@ class TaskPool(stock.TaskPool):
             "main thread"
         )
 
+    def _get_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = super()._get_info()
+        # As prefork reports its worker-wide limits (0: none); stock solo says ().
+        info["timeouts"] = (self._soft_default or 0, self._hard_default or 0)
+        return info
+
     def _apply_with_limits(
         self,
         target: Callable[..., Any],
