@@ -332,3 +332,18 @@ def test_threads_cold_shutdown_does_not_wait_for_a_stuck_task(redis_url: str) ->
         exit_after(worker, signal.SIGQUIT, 10)
     with start_worker(APP, "threads", broker, concurrency=1, env=ENABLED):
         assert [r.get(timeout=20) for r in later] == [i + 2 for i in range(3)]
+
+
+@pytest.mark.parametrize("pool", ["threads", "gevent"])
+def test_a_swallowed_hard_limit_ends_as_time_limit_exceeded(pool: str, redis_url: str) -> None:
+    # The tasks catch BaseException and return: Celery's tracer would store SUCCESS.
+    broker = fresh_redis(redis_url)
+    with start_worker(APP, pool, broker, concurrency=2, env=ENABLED) as worker:
+        for name in ("swallows", "swallows_cpu"):
+            got = outcome(run_task(worker, name, 10, soft=None, hard=1), timeout=15)
+            assert got.state == "FAILURE" and isinstance(got.result, TimeLimitExceeded), got
+            assert got.seconds < 1 + LATENCY + 1, got
+            began = time.monotonic()
+            assert worker.app.send_task(f"{APP}.add", args=[2, 3]).get(timeout=15) == 5
+            assert time.monotonic() - began < 5
+    assert "Unrecoverable error" not in worker.log_text()

@@ -7,6 +7,7 @@ deterministically (which queued job ran, how long a stop waited).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from celery_timeouts.pools._limits import run_job
 from celery_timeouts.pools.threads import TaskPool as ThreadsPool
 
 # Generous bounds: the machine may be loaded (see the timing notes in cases.py).
@@ -132,3 +134,111 @@ def test_threads_cold_stop_does_not_wait_on_a_stuck_thread(
     assert waited < 0.5 + SLACK
     with pytest.raises(RuntimeError):
         apply(pool, lambda: 1, Recorder())
+
+
+# -- a hard limit is final ------------------------------------------------------------------
+
+
+def traced(body: Callable[[], Any], stored: list[Any]) -> Callable[[], Any]:
+    """As Celery's tracer: call the body, then store what it returned as its result."""
+
+    def trace() -> Any:
+        value = body()
+        stored.append(value)
+        return value
+
+    return trace
+
+
+def run_limited(target: Callable[[], Any], recorder: Recorder, hard: float, thread: bool) -> Any:
+    """`run_job` as a pool runs it, in the main thread (solo) or another one (threads);
+    returns the profile function left on that thread afterwards."""
+    left: list[Any] = []
+
+    def job() -> None:
+        run_job(
+            target, (), {}, recorder.callback, None,
+            soft=None, hard=hard, timeout_callback=recorder.timeout_callback,
+        )
+        left.append(sys.getprofile())
+
+    if thread:
+        worker = threading.Thread(target=job)
+        worker.start()
+        worker.join(10 + SLACK)
+        assert not worker.is_alive()
+    else:
+        job()
+    return left[0]
+
+
+def polls_for_ever() -> None:
+    while True:
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("thread", [False, True], ids=["main-thread", "worker-thread"])
+def test_a_swallowed_hard_limit_still_ends_the_job(thread: bool) -> None:
+    stored: list[Any] = []
+    recorder = Recorder()
+
+    def swallows() -> str:
+        try:
+            polls_for_ever()
+        except BaseException:
+            return "swallowed"
+        return "finished"
+
+    left = run_limited(traced(swallows, stored), recorder, 0.3, thread)
+    assert stored == [] and recorder.results == []  # nothing was stored as a success
+    assert recorder.timeouts == [(False, 0.3)]
+    assert left is None  # the watch ended with the job
+
+
+@pytest.mark.xfail(
+    sys.version_info >= (3, 12), strict=True,
+    reason="3.13: the watch ends with the first re-raise (its profile function is "
+    "unset), so a second frame that swallows the unwinding is not seen",
+)
+@pytest.mark.parametrize("thread", [False, True], ids=["main-thread", "worker-thread"])
+def test_a_hard_limit_swallowed_twice_still_ends_the_job(thread: bool) -> None:
+    stored: list[Any] = []
+    recorder = Recorder()
+
+    def inner() -> str:
+        try:
+            polls_for_ever()
+        except BaseException:
+            return "inner swallowed"
+        return "finished"
+
+    def outer() -> str:
+        try:
+            inner()
+        except BaseException:
+            return "outer swallowed"
+        return "finished"
+
+    run_limited(traced(outer, stored), recorder, 0.3, thread)
+    assert stored == [] and recorder.timeouts == [(False, 0.3)]
+
+
+def test_clean_up_after_a_hard_limit_runs_undisturbed() -> None:
+    stored: list[Any] = []
+    cleaned: list[str] = []
+    recorder = Recorder()
+
+    def clean_up() -> str:
+        return "cleaned"
+
+    def body() -> str:
+        try:
+            polls_for_ever()
+        except BaseException:
+            cleaned.append(clean_up())  # a new frame: it returns as usual
+            raise
+        return "finished"
+
+    run_limited(traced(body, stored), recorder, 0.3, thread=True)
+    assert cleaned == ["cleaned"]
+    assert stored == [] and recorder.timeouts == [(False, 0.3)]

@@ -7,13 +7,16 @@ Celery's `Request.execute_using_pool` hands every pool the job's limits (`soft_t
   catch it and clean up (a catchable scope);
 - the hard limit unwinds the body as a `BaseException` that `except Exception:` cannot
   stop, and the job ends through Celery's own `timeout_callback(False, seconds)`, so the
-  result backend, the `task_failure` signal, events and acks_late behave as on prefork.
+  result backend, the `task_failure` signal, events and acks_late behave as on prefork;
+- once the hard limit has fired, the job ends that way whatever the body does: a body
+  that catches the unwinding and returns gets it raised again (see `_final`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +24,7 @@ from celery.concurrency.base import apply_target
 from celery.exceptions import SoftTimeLimitExceeded
 
 from .._scope import TimeoutScope
+from ._final import FinalScope
 
 logger = logging.getLogger("celery_timeouts.pools")
 
@@ -43,11 +47,11 @@ def effective_limit(requested: float | None, worker_default: float | None) -> fl
     return limit
 
 
-def job_scopes(soft: float | None, hard: float | None) -> tuple[TimeoutScope, TimeoutScope]:
+def job_scopes(soft: float | None, hard: float | None) -> tuple[FinalScope, TimeoutScope]:
     """A job's two scopes, to nest in this order: the hard limit outside, the soft one
     (raised where the body is, so the task can catch it) inside."""
     return (
-        TimeoutScope._trusted(hard, "auto", HardTimeLimitReached, False),
+        FinalScope.fresh(hard, HardTimeLimitReached),
         TimeoutScope._trusted(soft, "auto", SoftTimeLimitExceeded, True),
     )
 
@@ -68,6 +72,7 @@ def run_job(
     hard_scope, soft_scope = job_scopes(soft, hard)
 
     def limited_target(*target_args: Any, **target_kwargs: Any) -> Any:
+        hard_scope.owner = sys._getframe()
         with hard_scope, soft_scope:
             return target(*target_args, **target_kwargs)
 

@@ -119,3 +119,23 @@ def alarm_style(seconds: int) -> str:
     finally:
         compat.alarm(0)
     return "alarm did not fire"
+
+
+@app.task
+def swallows(seconds: float) -> str:
+    """Catches everything, the hard limit's unwinding included, and returns a value."""
+    try:
+        sleepy(seconds)
+    except BaseException:
+        return "swallowed"
+    return "finished"
+
+
+@app.task
+def swallows_cpu(seconds: float) -> str:
+    """As `swallows`, in a loop that never yields (gevent: only the green guard stops it)."""
+    try:
+        cpu_loop(seconds)
+    except BaseException:
+        return "swallowed"
+    return "finished"

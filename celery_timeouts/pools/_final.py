@@ -1,0 +1,154 @@
+"""A hard limit is final: once it has fired, the job cannot end as a success.
+
+The hard limit unwinds the task body with an exception that `except Exception:` cannot
+catch, but a body may catch `BaseException` (or `return` from a `finally:`) and return
+a value. Celery's tracer would store that value as SUCCESS, send link callbacks and
+`task_success`; and a result backend never overwrites a SUCCESS, so the pool's own
+report of the hard limit would be lost.
+
+So when a job's hard limit fires, a profile function (`sys.setprofile`) is set on that
+OS thread until the job's frame returns. It watches the frames that the unwinding
+interrupted: one of them that *returns normally* has swallowed it, and the unwinding is
+raised again right after that return, in its caller, before anything else of the caller
+runs (an asynchronous exception of this very thread, which lands at its next check).
+Functions that a handler calls to clean up are new frames, not watched: they return as
+usual. Nothing is watched, and the job's own end (the scope's exit) still reports the
+hard limit, if the thread already has a profiler (cProfile, yappi), which is left alone.
+"""
+
+from __future__ import annotations
+
+import dis
+import os
+import sys
+from types import CodeType, FrameType
+from typing import Any, cast
+
+from .._context import native_thread_id
+from .._scope import TimeoutScope
+from .._unwind import injectable, protected
+from ..backends.watchdog import _set_async_exc
+
+_RETURNS = frozenset(
+    dis.opmap[name] for name in ("RETURN_VALUE", "RETURN_CONST") if name in dis.opmap
+)
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+class FinalScope(TimeoutScope):
+    """The hard limit's scope: when it fires, swallowing its unwinding is watched for.
+
+    `owner` is the frame that runs the `with` block (set before entering it).
+    """
+
+    __slots__ = ("owner",)
+
+    owner: FrameType | None
+
+    @classmethod
+    def fresh(cls, seconds: float | None, exception: type[BaseException]) -> FinalScope:
+        scope = cast(FinalScope, cls._trusted(seconds, "auto", exception, False))
+        scope.owner = None  # no watching until the `with` block's frame is known
+        return scope
+
+    @protected
+    def _unwinding(self) -> BaseException:
+        # Called by every backend where the timeout is delivered, on the target's OS
+        # thread (in the target itself, or in its hub for gevent and eventlet timers).
+        _watch(self)
+        return super()._unwinding()
+
+
+class _Watched:
+    """One job's hard limit that has fired, and the frames its unwinding interrupted."""
+
+    __slots__ = ("interrupted", "owner", "scope")
+
+    def __init__(self, scope: FinalScope, owner: FrameType) -> None:
+        self.scope = scope
+        self.owner = owner
+        # Found at the first event of a frame below `owner` (under gevent the firing
+        # runs in the hub, so the target's frames are only seen once it resumes).
+        self.interrupted: set[FrameType] | None = None
+
+
+class _SwallowWatch:
+    """The profile function of one OS thread: all its jobs whose hard limit fired."""
+
+    def __init__(self) -> None:
+        self.jobs: list[_Watched] = []
+
+    def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
+        for job in tuple(self.jobs):
+            if frame is job.owner:
+                if event == "return":  # the job is over, however it ended
+                    self.jobs.remove(job)
+                    if not self.jobs and sys.getprofile() is self:
+                        sys.setprofile(None)
+                continue
+            if job.interrupted is None:
+                job.interrupted = _frames_below(
+                    frame.f_back if event == "call" else frame, job.owner
+                )
+                if job.interrupted is None:
+                    continue  # a frame of another greenlet, or of the hub
+                _instrument({frame.f_code for frame in job.interrupted})
+            if event == "return" and frame in job.interrupted and _returns(frame):
+                job.interrupted.discard(frame)
+                _set_async_exc(native_thread_id(), injectable(job.scope))
+
+
+@protected
+def _watch(scope: FinalScope) -> None:
+    owner = scope.owner
+    if owner is None:
+        return
+    watch = sys.getprofile()
+    if watch is None:
+        watch = _SwallowWatch()
+        sys.setprofile(watch)
+    elif not isinstance(watch, _SwallowWatch):
+        return  # someone's profiler: leave it (the scope's exit still reports the limit)
+    if all(job.scope is not scope for job in watch.jobs):
+        watch.jobs.append(_Watched(scope, owner))
+
+
+def _frames_below(frame: FrameType | None, owner: FrameType) -> set[FrameType] | None:
+    """The frames from `frame` out to `owner`, if `owner` is on that stack (else None):
+    those of the task, without the library's own and without the frame `owner` called
+    (Celery's tracer returning to it is the job's end, which the scope's exit handles)."""
+    found: list[FrameType] = []
+    while frame is not None and frame is not owner:
+        if not frame.f_code.co_filename.startswith(_PACKAGE):
+            found.append(frame)
+        frame = frame.f_back
+    if frame is None:
+        return None
+    if found and found[-1].f_back is owner:
+        found.pop()
+    return set(found)
+
+
+def _instrument(codes: set[CodeType]) -> None:
+    """Python 3.12+ profile through sys.monitoring, which instruments a code object when
+    it is next called: a frame already running would return unseen. Instrument the
+    interrupted frames' code now, by turning an event on and off for a spare tool id."""
+    monitoring = getattr(sys, "monitoring", None)
+    if monitoring is None or not codes:
+        return  # 3.10, 3.11: every frame reports its return
+    tool = next((i for i in range(6) if monitoring.get_tool(i) is None), None)
+    if tool is None:
+        return
+    monitoring.use_tool_id(tool, "celery-timeouts hard limit")
+    try:
+        for code in codes:
+            monitoring.set_local_events(tool, code, monitoring.events.PY_RETURN)
+            monitoring.set_local_events(tool, code, 0)
+    finally:
+        monitoring.free_tool_id(tool)
+
+
+def _returns(frame: FrameType) -> bool:
+    """Is `frame` returning a value (not unwinding with an exception)?"""
+    lasti = frame.f_lasti
+    return lasti >= 0 and frame.f_code.co_code[lasti] in _RETURNS
