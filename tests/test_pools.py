@@ -81,8 +81,8 @@ def test_threads_stop_drops_jobs_not_started_and_finishes_the_running_one(
         return "ran"
 
     first, queued = Recorder(), Recorder()
-    apply(pool, running, first)
-    apply(pool, lambda: "should not run", queued)
+    first_result = apply(pool, running, first)
+    queued_result = apply(pool, lambda: "should not run", queued)
     assert started.wait(10)
     stopper = threading.Thread(target=pool.on_stop)
     stopper.start()
@@ -92,8 +92,21 @@ def test_threads_stop_drops_jobs_not_started_and_finishes_the_running_one(
     stopper.join(SLACK)
     assert not stopper.is_alive()
     assert first.results == ["ran"]
+    # What on_apply returned is stock Celery's ApplyResult of the job's future.
+    assert first_result.f.done() and not first_result.f.cancelled()
+    assert queued_result.f.cancelled()
     assert not queued.done.wait(0.5)
     assert queued.results == [] and queued.timeouts == []
+
+
+def test_threads_pool_runs_jobs_without_on_start() -> None:
+    pool = ThreadsPool(limit=None)  # as stock Celery's executor, started on first use
+    recorder = Recorder()
+    try:
+        apply(pool, lambda: "ran", recorder).wait(10)
+        assert recorder.results == ["ran"]
+    finally:
+        pool.on_stop()
 
 
 def test_threads_warm_stop_gives_up_on_a_stuck_thread_after_its_hard_limit(

@@ -27,6 +27,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from celery.concurrency import thread as stock
@@ -46,7 +47,8 @@ class _Job:
 
     __slots__ = (
         "__weakref__", "_finished", "_lock", "abandon_at", "accept_callback", "args",
-        "callback", "hard", "kwargs", "soft", "target", "timeout_callback", "worker",
+        "callback", "future", "hard", "kwargs", "soft", "target", "timeout_callback",
+        "worker",
     )
 
     def __init__(
@@ -72,6 +74,8 @@ class _Job:
         self._lock = threading.Lock()
         self.worker: _Worker | None = None
         self.abandon_at = math.inf  # when the pool gives up on it (set when it starts)
+        # What on_apply hands back, as stock Celery's: cancelled if the pool stops first.
+        self.future: Future[None] = Future()
 
     def finish(self) -> bool:
         """Claim the right to report this job's outcome; False if already reported."""
@@ -136,8 +140,11 @@ class _Worker(threading.Thread):
         pool._worker_exited(self)
 
     def _run(self, job: _Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return  # dropped by a stop that raced with this thread taking it
         if job.hard is not None:
             job.abandon_at = time.monotonic() + job.hard + self.pool._abandon_after
+            self.pool._check_from_now_on()
         try:
             # A job abandoned meanwhile has been reported already: `once` keeps it quiet.
             run_job(
@@ -145,16 +152,23 @@ class _Worker(threading.Thread):
                 job.accept_callback, soft=job.soft, hard=job.hard,
                 timeout_callback=job.once_hard(job.timeout_callback),
             )
-        except BaseException:  # a task must never take a pool thread down
+        except BaseException as error:  # a task must never take a pool thread down
             logger.exception("celery-timeouts: job %s failed in the pool", job.task_id)
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(None)
 
 
 class TaskPool(stock.TaskPool):
     """Celery's thread pool, with time limits, autoscale and stuck-thread replacement."""
 
+    limit: int  # None given to __init__ is replaced there
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Celery's __init__ builds a ThreadPoolExecutor; this pool has its own threads.
         stock.BasePool.__init__(self, *args, **kwargs)
+        if self.limit is None:  # as ThreadPoolExecutor(max_workers=None)
+            self.limit = min(32, (os.cpu_count() or 1) + 4)
         settings = options_for(self.app)
         self._abandon_after: float = settings.abandon_after
         self._max_abandoned: int | None = settings.max_abandoned_threads
@@ -163,6 +177,8 @@ class TaskPool(stock.TaskPool):
         self._workers: set[_Worker] = set()
         self._abandoned: set[_Worker] = set()
         self._abandoned_total = 0
+        self._started = False
+        self._checking = False
         self._closed = False  # stopping or stopped: no job is taken any more
         self._stopping = False  # stopped: the stuck-thread check ends
         self._names = itertools.count(1)
@@ -176,9 +192,7 @@ class TaskPool(stock.TaskPool):
 
     def on_start(self) -> None:
         with self._lock:
-            for _ in range(self.limit):
-                self._start_worker()
-        self._schedule_check()
+            self._start_threads()
         logger.info(
             "celery-timeouts: threads pool — soft and hard limits enforced by the watchdog "
             "thread; a thread stuck past its hard limit is replaced after %g s; "
@@ -208,8 +222,12 @@ class TaskPool(stock.TaskPool):
         soft_timeout: float | None = None,
         timeout: float | None = None,
         **_: Any,
-    ) -> _Job:
-        """Queue a job; raises RuntimeError once the pool is stopping, as stock Celery."""
+    ) -> Any:
+        """Queue a job; raises RuntimeError once the pool is stopping, as stock Celery.
+
+        Returns what stock Celery's thread pool returns: an `ApplyResult` of the job's
+        future, which a stop cancels if the job has not started.
+        """
         job = _Job(
             target=target, args=args, kwargs=kwargs, callback=callback,
             accept_callback=accept_callback, timeout_callback=timeout_callback,
@@ -221,8 +239,9 @@ class TaskPool(stock.TaskPool):
                 raise RuntimeError(
                     "cannot apply a task to a stopped celery-timeouts threads pool"
                 )
+            self._start_threads()  # without on_start, as stock's executor allows
             self._jobs.put(job)
-        return job
+        return stock.ApplyResult(job.future)
 
     # -- autoscale -----------------------------------------------------------------------
 
@@ -263,6 +282,24 @@ class TaskPool(stock.TaskPool):
         self._workers.add(worker)
         worker.start()
 
+    def _start_threads(self) -> None:
+        """Start the pool's threads and the stuck-thread check, once (lock held)."""
+        if self._started:
+            return
+        self._started = True
+        for _ in range(self.limit):
+            self._start_worker()
+
+    def _check_from_now_on(self) -> None:
+        """Start the stuck-thread check with the first job that has a hard limit (the
+        watchdog thread is then running anyway: a pool without limits starts none)."""
+        if not self._checking:
+            with self._lock:
+                if self._checking:
+                    return
+                self._checking = True
+            self._schedule_check()
+
     def _close(self) -> None:
         """Take no more jobs, drop those not started, and let idle threads finish.
 
@@ -279,7 +316,9 @@ class TaskPool(stock.TaskPool):
                 job = self._jobs.get_nowait()
             except queue.Empty:
                 break
-            dropped += job is not _RETIRE
+            if job is not _RETIRE:
+                job.future.cancel()
+                dropped += 1
         self._jobs.put(_RETIRE)  # passed on from thread to thread (see _Worker.run)
         if dropped:
             logger.info(
