@@ -283,7 +283,7 @@ class TaskPool(stock.TaskPool):
         worker.start()
 
     def _start_threads(self) -> None:
-        """Start the pool's threads and the stuck-thread check, once (lock held)."""
+        """Start the pool's threads, once: at on_start or the first job (lock held)."""
         if self._started:
             return
         self._started = True
