@@ -7,6 +7,7 @@ and then resolves its pool class, exactly as `celery worker` does.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 from celery import Celery, signals
@@ -16,6 +17,17 @@ from celery_timeouts.integration import _use_our_pool
 from celery_timeouts.pools.options import options_for
 
 _apps_made = 0
+
+
+@pytest.fixture(autouse=True)
+def _joins_allowed_after() -> Iterator[None]:
+    """A WorkController's pool marks this process as one whose tasks must not wait on
+    results (`result.get()` then raises): undo that for the tests that run after."""
+    from celery import _state
+
+    before = _state.task_join_will_block()
+    yield
+    _state._set_task_join_will_block(before)
 
 
 def new_app() -> Celery:
