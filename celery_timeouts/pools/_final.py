@@ -7,13 +7,17 @@ a value. Celery's tracer would store that value as SUCCESS, send link callbacks 
 report of the hard limit would be lost.
 
 So when a job's hard limit fires, a profile function (`sys.setprofile`) is set on that
-OS thread until the job's frame returns. It watches the frames that the unwinding
+OS thread until the job's frame is left. It finds the frames that the unwinding
 interrupted: one of them that *returns normally* has swallowed it, and the unwinding is
-raised again right after that return, in its caller, before anything else of the caller
-runs (an asynchronous exception of this very thread, which lands at its next check).
-Functions that a handler calls to clean up are new frames, not watched: they return as
-usual. Nothing is watched, and the job's own end (the scope's exit) still reports the
-hard limit, if the thread already has a profiler (cProfile, yappi), which is left alone.
+raised again at that return, before anything else of its caller runs. Python 3.10 and
+3.11 see the return in the profile function and raise it right after, in the caller
+(an asynchronous exception of this very thread, which lands at its next check); 3.12+
+raise it from a `sys.monitoring` PY_RETURN callback on those frames' code (a profile
+function that raises is removed, and 3.12+ would deliver that asynchronous exception
+inside it). Functions that a handler calls to clean up are new frames, not watched:
+they return as usual. Nothing is watched, and the job's own end (the scope's exit)
+still reports the hard limit, if the thread already has a profiler (cProfile, yappi),
+which is left alone.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ import sys
 from types import CodeType, FrameType
 from typing import Any, cast
 
-from .._context import native_thread_id
+from .._context import native_thread_id, os_lock
 from .._scope import TimeoutScope
-from .._unwind import injectable, protected
+from .._unwind import ScopeTimeout, injectable, protected
 from ..backends.watchdog import _set_async_exc
 
 _RETURNS = frozenset(
@@ -62,7 +66,7 @@ class FinalScope(TimeoutScope):
 class _Watched:
     """One job's hard limit that has fired, and the frames its unwinding interrupted."""
 
-    __slots__ = ("interrupted", "owner", "scope")
+    __slots__ = ("hooked", "interrupted", "owner", "scope")
 
     def __init__(self, scope: FinalScope, owner: FrameType) -> None:
         self.scope = scope
@@ -70,6 +74,7 @@ class _Watched:
         # Found at the first event of a frame below `owner` (under gevent the firing
         # runs in the hub, so the target's frames are only seen once it resumes).
         self.interrupted: set[FrameType] | None = None
+        self.hooked = False  # 3.12+: its returns are watched by _RETURNS_HOOK
 
 
 class _SwallowWatch:
@@ -81,10 +86,10 @@ class _SwallowWatch:
     def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
         for job in tuple(self.jobs):
             if frame is job.owner:
-                if event == "return":  # the job is over, however it ended
-                    self.jobs.remove(job)
-                    if not self.jobs and sys.getprofile() is self:
-                        sys.setprofile(None)
+                # The job is over. Once its limit fired it always ends by an exception
+                # (the scope's exit raises), which 3.12+ report for every frame too.
+                if event == "return":
+                    self._forget(job)
                 continue
             if job.interrupted is None:
                 job.interrupted = _frames_below(
@@ -92,10 +97,78 @@ class _SwallowWatch:
                 )
                 if job.interrupted is None:
                     continue  # a frame of another greenlet, or of the hub
-                _instrument({frame.f_code for frame in job.interrupted})
+                if _RETURNS_HOOK is not None:
+                    job.hooked = _RETURNS_HOOK.watch(job.interrupted, job.scope)
+            if job.hooked:
+                continue
             if event == "return" and frame in job.interrupted and _returns(frame):
                 job.interrupted.discard(frame)
                 _set_async_exc(native_thread_id(), injectable(job.scope))
+
+
+    def _forget(self, job: _Watched) -> None:
+        self.jobs.remove(job)
+        if job.hooked and _RETURNS_HOOK is not None and job.interrupted:
+            _RETURNS_HOOK.unwatch(job.interrupted)
+        if not self.jobs and sys.getprofile() is self:
+            sys.setprofile(None)
+
+
+class _ReturnsHook:
+    """Python 3.12+: a `sys.monitoring` tool whose PY_RETURN callback raises the
+    unwinding again from a watched frame that returns normally. A callback may raise
+    and stays in place; setting local events instruments code that is running already.
+    One tool id for the process, taken while some job is watched and freed after."""
+
+    def __init__(self, monitoring: Any) -> None:
+        self._monitoring = monitoring
+        self._frames: dict[FrameType, FinalScope] = {}
+        self._codes: set[CodeType] = set()
+        self._tool: int | None = None
+        self._lock = os_lock()
+
+    def watch(self, frames: set[FrameType], scope: FinalScope) -> bool:
+        """Watch `frames`; False if no tool id is free (the caller watches instead)."""
+        monitoring = self._monitoring
+        with self._lock:
+            if self._tool is None:
+                tool = next((i for i in range(6) if monitoring.get_tool(i) is None), None)
+                if tool is None:
+                    return False
+                monitoring.use_tool_id(tool, "celery-timeouts hard limit")
+                monitoring.register_callback(tool, monitoring.events.PY_RETURN, self._returned)
+                self._tool = tool
+            for frame in frames:
+                self._frames[frame] = scope
+            for code in {frame.f_code for frame in frames} - self._codes:
+                monitoring.set_local_events(self._tool, code, monitoring.events.PY_RETURN)
+                self._codes.add(code)
+        return True
+
+    def unwatch(self, frames: set[FrameType]) -> None:
+        monitoring = self._monitoring
+        with self._lock:
+            for frame in frames:
+                self._frames.pop(frame, None)
+            tool = self._tool
+            if self._frames or tool is None:
+                return
+            for code in self._codes:
+                monitoring.set_local_events(tool, code, 0)
+            self._codes.clear()
+            monitoring.register_callback(tool, monitoring.events.PY_RETURN, None)
+            monitoring.free_tool_id(tool)
+            self._tool = None
+
+    def _returned(self, code: CodeType, offset: int, value: object) -> None:
+        # PY_RETURN is a normal return (an exception leaving a frame is PY_UNWIND).
+        scope = self._frames.pop(sys._getframe(1), None)
+        if scope is not None:
+            raise ScopeTimeout(scope)
+
+
+_monitoring = getattr(sys, "monitoring", None)
+_RETURNS_HOOK = _ReturnsHook(_monitoring) if _monitoring is not None else None
 
 
 @protected
@@ -127,25 +200,6 @@ def _frames_below(frame: FrameType | None, owner: FrameType) -> set[FrameType] |
     if found and found[-1].f_back is owner:
         found.pop()
     return set(found)
-
-
-def _instrument(codes: set[CodeType]) -> None:
-    """Python 3.12+ profile through sys.monitoring, which instruments a code object when
-    it is next called: a frame already running would return unseen. Instrument the
-    interrupted frames' code now, by turning an event on and off for a spare tool id."""
-    monitoring = getattr(sys, "monitoring", None)
-    if monitoring is None or not codes:
-        return  # 3.10, 3.11: every frame reports its return
-    tool = next((i for i in range(6) if monitoring.get_tool(i) is None), None)
-    if tool is None:
-        return
-    monitoring.use_tool_id(tool, "celery-timeouts hard limit")
-    try:
-        for code in codes:
-            monitoring.set_local_events(tool, code, monitoring.events.PY_RETURN)
-            monitoring.set_local_events(tool, code, 0)
-    finally:
-        monitoring.free_tool_id(tool)
 
 
 def _returns(frame: FrameType) -> bool:
