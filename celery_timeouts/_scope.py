@@ -53,6 +53,7 @@ class TimeoutScope:
         "_cancel_sent",
         "_cancelling",
         "_catchable",
+        "_children",
         "_deadline",
         "_effective_deadline",
         "_entry_frame",
@@ -84,6 +85,7 @@ class TimeoutScope:
     _thread_id: int
     _task: Any  # asyncio.Task
     _cancelling: int
+    _children: Any  # child processes the body started (celery_timeouts.blocking), or None
 
     def __init__(
         self,
@@ -107,6 +109,7 @@ class TimeoutScope:
         self._state = _INIT
         self._fired = self._cancel_sent = False
         self._fire_attempts = 0  # the watchdog's delivery attempts after the deadline
+        self._children = None
 
     @classmethod
     def _trusted(
@@ -123,6 +126,7 @@ class TimeoutScope:
         scope._state = _INIT
         scope._fired = scope._cancel_sent = False
         scope._fire_attempts = 0
+        scope._children = None
         return scope
 
     # -- what callers read ---------------------------------------------------------
@@ -249,6 +253,9 @@ class TimeoutScope:
         backend = self._backend
         if backend is not None:
             backend.disarm(self)
+        children = self._children
+        if children is not None:
+            children.release(self)  # celery_timeouts.blocking: kill them or pass them on
         try:
             _innermost.reset(self._token)
         except (ValueError, RuntimeError):  # left in another context than entered
