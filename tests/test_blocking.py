@@ -80,7 +80,9 @@ def in_thread(body: Callable[[], Any], timeout: float = 60) -> tuple[Any, float]
     return outcome["value"], outcome["seconds"]
 
 
-def limited(call: Callable[[], object], seconds: float = LIMIT, **options: Any) -> Callable[[], Any]:
+def limited(
+    call: Callable[[], object], seconds: float = LIMIT, **options: Any
+) -> Callable[[], Any]:
     def body() -> Any:
         with portable_timeout(seconds, **options):
             return call()
@@ -129,7 +131,7 @@ def filled(sock: socket.socket) -> socket.socket:
 def _blocked_calls(
     request: pytest.FixtureRequest, cleanup: Callable[[Callable[[], object]], None]
 ) -> dict[str, Callable[[], object]]:
-    a, b = request.getfixturevalue("pair")
+    a, _ = request.getfixturevalue("pair")
 
     def child(*command: str) -> list[str]:
         return list(command)
@@ -236,7 +238,7 @@ def test_blocked_call_ends_at_the_deadline(
     raised, seconds = in_thread(limited(call))
     assert isinstance(raised, TaskTimeout), raised
     assert type(raised) is TaskTimeout
-    assert LIMIT <= seconds + 0.01 and seconds < BOUND
+    assert seconds + 0.01 >= LIMIT and seconds < BOUND
 
 
 def test_socket_calls_to_a_silent_server_end_at_the_deadline(
@@ -255,7 +257,7 @@ def test_socket_calls_to_a_silent_server_end_at_the_deadline(
         ssl.create_default_context().wrap_socket(conn, server_hostname="localhost")
 
     def http_get() -> None:
-        urllib.request.urlopen(f"http://{host}:{port}/")  # noqa: S310 (127.0.0.1)
+        urllib.request.urlopen(f"http://{host}:{port}/")
 
     for body in (connect_and_read, tls_handshake, http_get):
         raised, seconds = in_thread(limited(body))
@@ -406,14 +408,12 @@ def test_a_blocking_socket_is_blocking_again(pair: tuple[socket.socket, socket.s
 
 def test_nested_scopes_the_earliest_deadline_raises() -> None:
     def outer_first() -> None:
-        with portable_timeout(LIMIT, exception=Outer):
-            with portable_timeout(FOREVER):
-                time.sleep(FOREVER)
+        with portable_timeout(LIMIT, exception=Outer), portable_timeout(FOREVER):
+            time.sleep(FOREVER)
 
     def inner_first() -> None:
-        with portable_timeout(FOREVER, exception=Outer):
-            with portable_timeout(LIMIT):
-                queue.Queue().get()
+        with portable_timeout(FOREVER, exception=Outer), portable_timeout(LIMIT):
+            queue.Queue().get()
 
     raised, seconds = in_thread(outer_first)
     assert type(raised) is Outer and seconds < BOUND
@@ -566,9 +566,8 @@ def test_the_main_thread_is_left_as_it_was() -> None:
     # Only SIGALRM reaches a main thread blocked in C; a thread-backend scope there
     # waits for the call to return, patched or not.
     started = time.monotonic()
-    with pytest.raises(TaskTimeout):
-        with portable_timeout(0.1, backend="thread"):
-            time.sleep(0.6)
+    with pytest.raises(TaskTimeout), portable_timeout(0.1, backend="thread"):
+        time.sleep(0.6)
     assert time.monotonic() - started >= 0.6
 
 
@@ -614,7 +613,9 @@ def test_module_import_does_not_patch() -> None:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="select.epoll is Linux's")
-def test_epoll_wrapper_keeps_the_real_object_api(cleanup: Callable[[Callable[[], object]], None]) -> None:
+def test_epoll_wrapper_keeps_the_real_object_api(
+    cleanup: Callable[[Callable[[], object]], None]
+) -> None:
     poller = select.epoll()
     cleanup(poller.close)
     assert poller.fileno() >= 0 and not poller.closed
