@@ -26,6 +26,7 @@ from typing import Any
 
 from celery_timeouts import TaskTimeout, blocking, portable_timeout
 
+
 def least_timer_slack() -> None:
     """Linux sleeps at least the thread's timer slack (50 us by default), even for
     `time.sleep(0)`: that noise would hide a difference of 0.1 us. 1 ns for this thread."""

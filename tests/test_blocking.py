@@ -337,12 +337,16 @@ def test_calls_that_complete_in_time_return_their_results(
         items.put("item")
         ready.set()
 
-    def body() -> tuple[bytes, str, bool]:
+    def body() -> tuple[bytes, str, bool, bytes, int]:
         threading.Thread(target=later).start()
         with portable_timeout(BOUND * 2):
-            return a.recv(4), items.get(), ready.wait()
+            waited = a.recv(4), items.get(), ready.wait()
+            b.sendall(b"there already")  # taken at once (MSG_DONTWAIT), flags kept
+            peeked = a.recv(5, socket.MSG_PEEK)
+            buffer = bytearray(8)
+            return (*waited, peeked + a.recv(6), a.recv_into(buffer, 0, 0) + len(buffer))
 
-    assert in_thread(body)[0] == (b"data", "item", True)
+    assert in_thread(body)[0] == (b"data", "item", True, b"therethere ", 7 + 8)
 
 
 def test_outside_any_scope_calls_are_stock(pair: tuple[socket.socket, socket.socket]) -> None:
