@@ -31,7 +31,9 @@ def decorate(
 ) -> _F:
     target = getattr(wrapped, "__func__", wrapped)  # classmethod / staticmethod objects
     if not callable(target):
-        raise TypeError(f"portable_timeout(...) decorates functions and methods, got {wrapped!r}")
+        raise TypeError(
+            f"portable_timeout(...) decorates functions and methods, got {wrapped!r}"
+        )
     scope = TimeoutScope._trusted
     if seconds is not None and inspect.isasyncgenfunction(target):
         if backend not in ("auto", "asyncio"):
