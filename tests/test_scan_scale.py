@@ -136,3 +136,45 @@ def test_an_internal_error_exits_2_not_1(
     assert main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {tmp_path / 'a.py'}: internal error"), err
+
+
+@pytest.mark.parametrize(
+    ("source", "expected_lines"),
+    [
+        pytest.param(
+            "import signal\ndef f():\n    class C:\n        signal = 1\n    signal.alarm(1)\n",
+            [5],
+            id="a-class-body-binds-nothing-in-the-function",
+        ),
+        pytest.param(
+            "import signal\ndef f():\n    def signal():\n        pass\n    signal.alarm(1)\n",
+            [],
+            id="a-nested-def-binds-its-name",
+        ),
+        pytest.param(
+            "import signal\ndef f():\n    signal.alarm(1)\n    if (signal := None):\n"
+            "        pass\n",
+            [],
+            id="a-walrus-makes-a-local",
+        ),
+        pytest.param(
+            "import signal\ndef f():\n    signal.alarm(1)\n    [signal for signal in ()]\n",
+            [3],
+            id="a-comprehension-target-is-not-a-local",
+        ),
+        pytest.param(
+            "import signal\ndef f():\n    signal.alarm(1)\n    for a, (b, *signal) in x:\n"
+            "        pass\n",
+            [],
+            id="a-nested-loop-target-makes-a-local",
+        ),
+        pytest.param(
+            "import signal\ndef f():\n    signal.alarm(1)\n    try:\n        pass\n"
+            "    except E:\n        with x as (y, signal):\n            pass\n",
+            [],
+            id="a-target-deep-in-blocks-makes-a-local",
+        ),
+    ],
+)
+def test_what_a_function_binds_is_local_throughout(source: str, expected_lines: list[int]) -> None:
+    assert [finding.line for finding in scan_source(source)] == expected_lines

@@ -10,6 +10,7 @@ file) is parsed again at the end and scanned with those names too.
 from __future__ import annotations
 
 import ast
+import contextlib
 import gc
 import io
 import re
@@ -49,13 +50,14 @@ def scan_source(source: str, path: str = "<string>") -> list[Finding]:
     Raises SyntaxError when `source` does not parse, and ValueError when it holds a
     null byte (Python 3.11 and older).
     """
-    if "signal" not in source:
-        # Every spelling we report imports a module named `signal`; broken input
-        # must still raise, so it is parsed all the same (a piece at a time).
-        for _ in _parsed_chunks(source, path):
-            pass
-        return []
-    findings = _scan_module(source, path)
+    with _collector_paused():
+        if "signal" not in source:
+            # Every spelling we report imports a module named `signal`; broken input
+            # must still raise, so it is parsed all the same (a piece at a time).
+            for _ in _parsed_chunks(source, path):
+                pass
+            return []
+        findings = _scan_module(source, path)
     if findings and IGNORE_MARKER in source:
         ignored = _ignored_lines(source)
         findings = [finding for finding in findings if finding.line not in ignored]
@@ -91,7 +93,7 @@ def _rescan_changed(
             changed[key] = seen
     if not changed:
         return
-    tree = _parse(scanner.source[chunk.start : chunk.end], path)
+    tree = ast.parse(scanner.source[chunk.start : chunk.end], filename=path)
     scanner.line_offset = chunk.line_offset
     for node in ast.walk(tree):
         if isinstance(node, FUNCTIONS) and (names := changed.get(_key(node))) is not None:
@@ -112,7 +114,7 @@ def _parsed_chunks(source: str, path: str) -> Iterator[tuple[_Chunk, ast.Module]
             end = split.start() if split is not None else len(source)
             text = source[start:end]
             try:
-                tree = _parse(text, path)
+                tree = ast.parse(text, filename=path)
             except SyntaxError as error:
                 if end < len(source):
                     size *= 2  # the split fell inside a statement: take more
@@ -126,15 +128,16 @@ def _parsed_chunks(source: str, path: str) -> Iterator[tuple[_Chunk, ast.Module]
         start = end
 
 
-def _parse(text: str, path: str) -> ast.Module:
-    """`ast.parse` with the cyclic GC paused: a tree holds no cycles, and the collections
-    its many new objects would trigger cost about a fifth of the scan."""
-    paused = gc.isenabled()
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic GC: the scan makes no cycles, and the collections that its
+    millions of short-lived tree nodes trigger took a third of its time."""
+    enabled = gc.isenabled()
     gc.disable()
     try:
-        return ast.parse(text, filename=path)
+        yield
     finally:
-        if paused:
+        if enabled:
             gc.enable()
 
 

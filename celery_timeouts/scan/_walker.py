@@ -44,6 +44,7 @@ class Scanner:
         self.path = path
         self.source = source
         self.line_offset = 0
+        self.walrus = ":=" in source  # else no expression can bind a name
         self._lines: list[str] | None = None
         # Keyed by position so a body scanned twice (a loop, or a function scanned
         # again with more names) reports each call once.
@@ -63,7 +64,7 @@ class Scanner:
 
     def function(self, function: FunctionNode, outer: Mapping[str, Meanings]) -> None:
         """Scan one function body, whose free names mean what `outer` says."""
-        scope = Scope(outer, local_names=local_names(function))
+        scope = Scope(outer, local_names=local_names(function, walrus=self.walrus))
         if isinstance(function, ast.Lambda):
             self._expression(function.body, scope)
         else:
