@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -178,3 +179,16 @@ def test_a_fast_async_generator_runs_to_the_end() -> None:
         return [item async for item in numbers()]
 
     assert asyncio.run(main()) == [0, 1, 2]
+
+
+def test_a_decorated_generator_method_is_still_a_generator_function() -> None:
+    class Source:
+        def __init__(self) -> None:
+            self.items = [1, 2]
+
+        @portable_timeout(5)
+        def each(self) -> Iterator[int]:
+            yield from self.items
+
+    assert inspect.isgeneratorfunction(Source.each)
+    assert list(Source().each()) == [1, 2]
