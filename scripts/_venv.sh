@@ -20,6 +20,8 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # shellcheck disable=SC2086  # PINS is a list of requirements
   "$VENV/bin/python" -m pip install -q -e ".[$extras]" $pins
+  # What pre-commit needs to install our hook offline (tests/test_pre_commit.py).
+  "$VENV/bin/python" -m pip download -q -d "$VENV/wheelhouse" "setuptools>=68" wheel wrapt
   touch "$stamp"
 fi
 py="$root/$VENV/bin/python"
