@@ -40,8 +40,11 @@ def enable_time_limits(
     `celery` command); None (the default) never asks.
     `eager`: also enforce the limits on eager tasks (`task_always_eager`, `.apply()`),
     in the calling thread, so a test suite can exercise a task's soft-limit clean-up.
+
+    Raises TypeError when `app` is not a `celery.Celery` instance.
     """
     global _connected
+    _require_app(app)
     options = PoolOptions(
         abandon_after=abandon_after, max_abandoned_threads=max_abandoned_threads, eager=eager
     )
@@ -57,6 +60,19 @@ def enable_time_limits(
 
             signals.worker_init.connect(_use_our_pool, weak=False)
             _connected = True
+
+
+def _require_app(app: object) -> None:
+    """Reject anything but a Celery app before it reaches the weak set (which would
+    fail on a string with a TypeError about weak references)."""
+    from celery import Celery
+
+    if not isinstance(app, Celery):
+        raise TypeError(
+            f"enable_time_limits() needs the Celery app object, got {app!r} of type "
+            f"{type(app).__name__}; pass the app itself, e.g. app = Celery('proj'); "
+            f"enable_time_limits(app)"
+        )
 
 
 def _use_our_pool(sender: Any = None, **_: Any) -> None:
