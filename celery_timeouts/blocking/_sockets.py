@@ -16,10 +16,14 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._scope import _innermost
+from .._unwind import protected
 from ._deadline import TIMED_OUT, limiting_scope, until_deadline
+
+if TYPE_CHECKING:
+    from .._scope import TimeoutScope
 
 METHODS = (
     "connect", "accept", "recv", "recv_into", "recvfrom", "recvfrom_into",
@@ -70,24 +74,45 @@ def _deadline_aware(owner: type, name: str) -> Callable[..., Any]:
 def _receive_in_scope(
     original: Callable[..., Any], sock: socket.socket, args: Any, flags_at: int
 ) -> Any:
-    """A recv method: what is already there, or else wait as `_call_in_scope`."""
-    if limiting_scope() is not None and sock.gettimeout() != 0.0:
-        flags = args[flags_at] if len(args) > flags_at else 0
-        if not flags & _DONTWAIT:
-            now = (*args[:flags_at], *(0,) * (flags_at - len(args)), flags | _DONTWAIT)
-            try:
-                return original(sock, *now)
-            except BlockingIOError:
-                pass
-    return _call_in_scope(original, sock, args, {})
+    scope = limiting_scope()
+    if scope is None:
+        return original(sock, *args)
+    return _receive(scope, original, sock, args, flags_at)
+
+
+@protected  # no injection may land between taking the data and returning it
+def _receive(
+    scope: TimeoutScope, original: Callable[..., Any], sock: socket.socket, args: Any,
+    flags_at: int,
+) -> Any:
+    """A recv method: what is already there, or else wait as `_call`."""
+    flags = args[flags_at] if len(args) > flags_at else 0
+    if sock.gettimeout() != 0.0 and not flags & _DONTWAIT:
+        now = (*args[:flags_at], *(0,) * (flags_at - len(args)), flags | _DONTWAIT)
+        try:
+            return original(sock, *now)
+        except BlockingIOError:
+            pass
+    return _call(scope, original, sock, args, {})
 
 
 def _call_in_scope(
     original: Callable[..., Any], sock: socket.socket, args: Any, kwargs: Any
 ) -> Any:
     scope = limiting_scope()
+    if scope is None:  # the main thread, a greenlet, no thread-backend scope: stock
+        return original(sock, *args, **kwargs)
+    return _call(scope, original, sock, args, kwargs)
+
+
+@protected
+def _call(
+    scope: TimeoutScope, original: Callable[..., Any], sock: socket.socket, args: Any,
+    kwargs: Any,
+) -> Any:
+    """The call with a socket timeout ending at the deadline, and the old one back after."""
     own = sock.gettimeout()
-    if scope is None or own == 0.0:  # a non-blocking socket never waits
+    if own == 0.0:  # a non-blocking socket never waits
         return original(sock, *args, **kwargs)
 
     def bounded(bound: float) -> Any:
