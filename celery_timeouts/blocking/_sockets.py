@@ -14,7 +14,6 @@ that way.
 from __future__ import annotations
 
 import socket
-import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -129,7 +128,13 @@ def _call(
     return until_deadline(scope, own, bounded, lambda _: original(sock, *args, **kwargs))
 
 
+try:
+    import ssl
+except ImportError:  # a Python built without OpenSSL
+    _SSL_SOCKETS: list[type] = []
+else:
+    _SSL_SOCKETS = [ssl.SSLSocket]
 TARGETS: list[tuple[object, str, object]] = [
     *((socket.socket, name, _deadline_aware(socket.socket, name)) for name in METHODS),
-    *((ssl.SSLSocket, name, _deadline_aware(ssl.SSLSocket, name)) for name in SSL_METHODS),
+    *((cls, name, _deadline_aware(cls, name)) for cls in _SSL_SOCKETS for name in SSL_METHODS),
 ]
