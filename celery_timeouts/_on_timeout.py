@@ -102,8 +102,8 @@ def _name(callback: Callable[..., object]) -> str:
 def register(
     scope: TimeoutScope, callback: Callable[..., object], args: tuple[Any, ...]
 ) -> OnTimeout:
-    """Add a callback to `scope`; it runs at once, here, if the deadline already passed
-    and the scope's callbacks have run."""
+    """Add a callback to `scope`; it runs at once, here, if the scope's callbacks have
+    run or its timeout was delivered already (the deadline has passed)."""
     if not callable(callback):
         raise TypeError(
             f"on_timeout() takes a callable and its arguments, got {callback!r}; "
@@ -114,7 +114,7 @@ def register(
         calls = scope._deadline_calls
         if calls is _DROPPED or scope.deadline is None:
             raise RuntimeError(not_active(scope))
-        if calls is not _DISPATCHED:
+        if calls is not _DISPATCHED and not scope._fired:
             if calls is None:
                 calls = scope._deadline_calls = []
             calls.append(handle)
