@@ -55,6 +55,7 @@ class TimeoutScope:
         "_cancel_sent",
         "_cancelling",
         "_catchable",
+        "_children",
         "_deadline",
         "_deadline_calls",
         "_effective_deadline",
@@ -90,6 +91,7 @@ class TimeoutScope:
     # None, or the `on_timeout` callbacks (see _on_timeout): only a registration sets it;
     # an empty list once they have run or been dropped.
     _deadline_calls: list[OnTimeout] | None
+    _children: Any  # child processes the body started (celery_timeouts.blocking), or None
 
     def __init__(
         self,
@@ -114,6 +116,7 @@ class TimeoutScope:
         self._fired = self._cancel_sent = False
         self._fire_attempts = 0  # the watchdog's delivery attempts after the deadline
         self._deadline_calls = None
+        self._children = None
 
     @classmethod
     def _trusted(
@@ -131,6 +134,7 @@ class TimeoutScope:
         scope._fired = scope._cancel_sent = False
         scope._fire_attempts = 0
         scope._deadline_calls = None
+        scope._children = None
         return scope
 
     # -- what callers read ---------------------------------------------------------
@@ -277,6 +281,9 @@ class TimeoutScope:
             backend.disarm(self)
         if self._deadline_calls:  # registrations that have not run: never will now
             drop(self)
+        children = self._children
+        if children is not None:
+            children.release(self)  # celery_timeouts.blocking: kill them or pass them on
         try:
             _innermost.reset(self._token)
         except (ValueError, RuntimeError):  # left in another context than entered

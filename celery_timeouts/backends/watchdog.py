@@ -137,12 +137,26 @@ class WatchdogBackend(Backend):
     @protected
     def claim(self, scope: TimeoutScope) -> None:
         with self._lock:
-            scope._fired = True
-            thread_id = scope._thread_id
-            if self._pending.get(thread_id) is scope:
-                del self._pending[thread_id]
-                _clear_async_exc(thread_id, None)
-            self._next_instruction.withdraw(thread_id, scope)
+            self._claim(scope)
+
+    @protected
+    def take(self, scope: TimeoutScope) -> bool:
+        """A blocking call woke at `scope`'s deadline (`celery_timeouts.blocking`): True
+        if the timeout is the caller's to raise, and then the watchdog delivers nothing
+        more for it; False if the watchdog already did."""
+        with self._lock:
+            if scope._fired:
+                return False
+            self._claim(scope)
+            return True
+
+    def _claim(self, scope: TimeoutScope) -> None:
+        scope._fired = True
+        thread_id = scope._thread_id
+        if self._pending.get(thread_id) is scope:
+            del self._pending[thread_id]
+            _clear_async_exc(thread_id, None)
+        self._next_instruction.withdraw(thread_id, scope)
 
     def _compact(self) -> None:
         self._heap = [entry for entry in self._heap if entry[2]._armed]
