@@ -12,6 +12,7 @@ Celery's `Request.execute_using_pool` hands every pool the job's limits (`soft_t
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from celery.concurrency.base import apply_target
 from celery.exceptions import SoftTimeLimitExceeded
 
 from .._scope import TimeoutScope
+from ._stuck import format_stack, task_id_of, traceback_frames
 
 logger = logging.getLogger("celery_timeouts.pools")
 
@@ -52,6 +54,18 @@ def job_scopes(soft: float | None, hard: float | None) -> tuple[TimeoutScope, Ti
     )
 
 
+def run_limited(
+    hard_scope: TimeoutScope, soft_scope: TimeoutScope, target: Callable[..., Any],
+    *args: Any, **kwargs: Any,
+) -> Any:
+    """A job's body under its limits; the frames under this one are the task's own."""
+    with hard_scope, soft_scope:
+        return target(*args, **kwargs)
+
+
+BODY_CODE = run_limited.__code__
+
+
 def run_job(
     target: Callable[..., Any],
     args: Any,
@@ -66,17 +80,19 @@ def run_job(
 ) -> None:
     """Run a job under its limits; returns once its callbacks have run."""
     hard_scope, soft_scope = job_scopes(soft, hard)
-
-    def limited_target(*target_args: Any, **target_kwargs: Any) -> Any:
-        with hard_scope, soft_scope:
-            return target(*target_args, **target_kwargs)
-
+    limited_target = functools.partial(run_limited, hard_scope, soft_scope, target)
     try:
         apply_target(
             limited_target, args, kwargs, callback, accept_callback, pid,
             propagate=(HardTimeLimitReached,),
         )
-    except HardTimeLimitReached:
+    except HardTimeLimitReached as reached:
+        logger.warning(
+            "celery-timeouts: task %s reached its hard time limit (%g s) here "
+            "(innermost last):\n%s",
+            task_id_of(args), hard,
+            format_stack(traceback_frames(reached.__traceback__, below=BODY_CODE)),
+        )
         if timeout_callback is not None:
             timeout_callback(False, hard)
     finally:
