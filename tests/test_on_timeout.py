@@ -100,6 +100,14 @@ def test_asyncio_callback_is_dropped_when_the_scope_exits() -> None:
 # -- the use it is for: unblocking calls in C --------------------------------------------
 
 
+def _python_for(seconds: float) -> None:
+    """Pure Python for `seconds`: where an injected timeout lands at once (a C call such
+    as time.sleep here would hold it until it returned)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
 def _timed_in_thread(body: Callable[[], Any]) -> tuple[BaseException | None, float]:
     started = time.monotonic()
     try:
@@ -118,8 +126,8 @@ def test_a_callback_releases_a_thread_blocked_on_a_raw_lock() -> None:
     def body() -> None:
         with portable_timeout(0.3):
             handles.append(on_timeout(lock.release))
-            lock.acquire()  # blocks until the callback releases it; the timeout lands
-            time.sleep(10)  # as it returns, so this is never reached
+            lock.acquire()  # blocks until the callback releases it
+            _python_for(10)  # the timeout lands as soon as the thread runs Python again
 
     error, elapsed = _timed_in_thread(body)
     assert isinstance(error, TaskTimeout), error
@@ -137,7 +145,7 @@ def test_a_callback_ends_a_read_from_a_server_that_never_answers() -> None:
             with portable_timeout(0.3):
                 on_timeout(client.shutdown, socket.SHUT_RDWR)
                 client.recv(1024)  # the server never writes; shut down, it returns b""
-                time.sleep(10)  # and the timeout lands as it does: never reached
+                _python_for(10)  # the timeout lands as soon as the thread runs Python
 
         error, elapsed = _timed_in_thread(body)
         assert accepted.recv(1024) == b""  # the client side was shut down
