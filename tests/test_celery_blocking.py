@@ -8,6 +8,7 @@ One worker per broker serves every task of the test (they run side by side).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -118,7 +119,9 @@ def test_limits_reach_tasks_blocked_in_the_calls_users_write(
     assert "is stuck past its hard time limit" not in log
 
 
-def test_interrupt_blocking_is_an_option_of_enable_time_limits() -> None:
+def test_interrupt_blocking_is_an_option_of_enable_time_limits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from celery import Celery
 
     from celery_timeouts import blocking, enable_time_limits
@@ -129,14 +132,18 @@ def test_interrupt_blocking_is_an_option_of_enable_time_limits() -> None:
     with pytest.raises(TypeError, match="interrupt_blocking must be True or False, got 'no'"):
         PoolOptions(interrupt_blocking="no")  # type: ignore[arg-type]
     assert not blocking.is_patched()
+    start_up = {True: "are interrupted at the limits", False: "(interrupt_blocking=False)"}
     for interrupt in (True, False):
         app = Celery(f"interrupt-{interrupt}", set_as_current=False)
         enable_time_limits(app, interrupt_blocking=interrupt)
         assert options_for(app).interrupt_blocking is interrupt
         pool = TaskPool(limit=1, app=app)
-        pool.on_start()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="celery_timeouts.pools"):
+            pool.on_start()
         try:
             assert blocking.is_patched() is interrupt
+            assert start_up[interrupt] in caplog.text, caplog.text
         finally:
             pool.on_stop()
         assert not blocking.is_patched()  # the pool puts back what it patched
