@@ -174,3 +174,25 @@ def test_a_blocked_thread_without_a_callback_is_not_reached() -> None:
 def test_bad_callback_is_refused_with_the_fix() -> None:
     with portable_timeout(5) as scope, pytest.raises(TypeError, match=r"not conn\.cancel\(\)"):
         scope.on_timeout(None)  # type: ignore[arg-type]
+
+
+def test_callbacks_run_once_before_a_patched_blocking_call_raises() -> None:
+    """With celery_timeouts.blocking, the call itself may raise at the deadline before
+    the watchdog gets there: the callbacks still run first, and once."""
+    from celery_timeouts import blocking
+
+    ran: list[str] = []
+
+    def body() -> None:
+        with portable_timeout(0.3):
+            on_timeout(ran.append, "callback")
+            try:
+                time.sleep(10)  # patched: ends at the deadline, raising the timeout
+            finally:
+                ran.append("unwound")
+
+    with blocking.patched():
+        error, elapsed = _timed_in_thread(body)
+    assert isinstance(error, TaskTimeout), error
+    assert ran == ["callback", "unwound"], ran
+    assert elapsed < 0.3 + SLACK, elapsed
