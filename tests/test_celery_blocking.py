@@ -26,7 +26,8 @@ from celery_timeouts.pools.options import PoolOptions
 
 pytest_plugins = ["celery_harness"]
 
-KINDS = ("sleep", "socket", "queue", "event", "subprocess")
+# "lock": a raw Lock.acquire(), which no patch reaches, ended by an on_timeout callback.
+KINDS = ("sleep", "socket", "queue", "event", "subprocess", "lock")
 SOFT, HARD = 1.0, 3.0
 # From sending to the stored result: the limit, plus the worker picking the task up, plus
 # the result backend (the filesystem one polls): generous on a loaded 2-core machine.

@@ -18,7 +18,7 @@ from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
 from celery_apps.common import configure_from_env
-from celery_timeouts import compat, enable_time_limits
+from celery_timeouts import compat, enable_time_limits, on_timeout
 
 app = configure_from_env(Celery("limits_app"))
 # Limits from the app's configuration, for tasks that set none: CT_CONFIG_LIMITS="1,3".
@@ -125,6 +125,12 @@ def _block_once(kind: str, port: int, pid_file: str) -> None:
         queue.Queue().get()
     elif kind == "event":
         threading.Event().wait()
+    elif kind == "lock":  # C that no patch reaches: a callback releases it at the limit
+        lock = threading.Lock()
+        lock.acquire()
+        on_timeout(lock.release)
+        lock.acquire()
+        time.sleep(30)  # the timeout lands as the acquire returns: never reached
     elif kind == "subprocess":
         child = subprocess.Popen(["sleep", "30"])
         with open(pid_file, "a") as pids:
