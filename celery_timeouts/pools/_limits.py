@@ -12,10 +12,10 @@ Celery's `Request.execute_using_pool` hands every pool the job's limits (`soft_t
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from collections.abc import Callable
+from types import CodeType
 from typing import Any
 
 from celery.concurrency.base import apply_target
@@ -54,18 +54,6 @@ def job_scopes(soft: float | None, hard: float | None) -> tuple[TimeoutScope, Ti
     )
 
 
-def run_limited(
-    hard_scope: TimeoutScope, soft_scope: TimeoutScope, target: Callable[..., Any],
-    *args: Any, **kwargs: Any,
-) -> Any:
-    """A job's body under its limits; the frames under this one are the task's own."""
-    with hard_scope, soft_scope:
-        return target(*args, **kwargs)
-
-
-BODY_CODE = run_limited.__code__
-
-
 def run_job(
     target: Callable[..., Any],
     args: Any,
@@ -80,7 +68,11 @@ def run_job(
 ) -> None:
     """Run a job under its limits; returns once its callbacks have run."""
     hard_scope, soft_scope = job_scopes(soft, hard)
-    limited_target = functools.partial(run_limited, hard_scope, soft_scope, target)
+
+    def limited_target(*target_args: Any, **target_kwargs: Any) -> Any:
+        with hard_scope, soft_scope:
+            return target(*target_args, **target_kwargs)
+
     try:
         apply_target(
             limited_target, args, kwargs, callback, accept_callback, pid,
@@ -98,3 +90,14 @@ def run_job(
     finally:
         if soft_scope.fired and timeout_callback is not None:
             timeout_callback(True, soft)  # Celery logs "Soft time limit exceeded"
+
+
+def _body_code() -> CodeType:
+    """The code of run_job's `limited_target`: the frames under it are the task's own."""
+    for const in run_job.__code__.co_consts:
+        if isinstance(const, CodeType) and const.co_name == "limited_target":
+            return const
+    raise RuntimeError("run_job has no limited_target")  # pragma: no cover - a refactor
+
+
+BODY_CODE = _body_code()
