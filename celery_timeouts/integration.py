@@ -46,8 +46,11 @@ def enable_time_limits(
     `subprocess`) so that both limits reach a task blocked in one, and the hard limit
     gives its thread back (and kills the child processes it started). False keeps the
     stdlib as it is: such a task then sees no soft limit, and its thread is abandoned.
+
+    Raises TypeError when `app` is not a `celery.Celery` instance.
     """
     global _connected
+    _require_app(app)
     options = PoolOptions(
         abandon_after=abandon_after, max_abandoned_threads=max_abandoned_threads, eager=eager,
         interrupt_blocking=interrupt_blocking,
@@ -64,6 +67,19 @@ def enable_time_limits(
 
             signals.worker_init.connect(_use_our_pool, weak=False)
             _connected = True
+
+
+def _require_app(app: object) -> None:
+    """Reject anything but a Celery app before it reaches the weak set (which would
+    fail on a string with a TypeError about weak references)."""
+    from celery import Celery
+
+    if not isinstance(app, Celery):
+        raise TypeError(
+            f"enable_time_limits() needs the Celery app object, got {app!r} of type "
+            f"{type(app).__name__}; pass the app itself, e.g. app = Celery('proj'); "
+            f"enable_time_limits(app)"
+        )
 
 
 def _use_our_pool(sender: Any = None, **_: Any) -> None:

@@ -165,6 +165,20 @@ def _blocked_calls(
         cleanup(process.kill)
         process.communicate()
 
+    def sendto() -> None:
+        # A datagram receiver whose queue is full: the next blocking sendto waits.
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        cleanup(receiver.close)
+        receiver.bind(f"\0celery-timeouts-test-{os.getpid()}-{id(receiver)}")
+        sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        cleanup(sender.close)
+        sender.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                sender.sendto(b"x", receiver.getsockname())
+        sender.setblocking(True)
+        sender.sendto(b"x", receiver.getsockname())
+
     def poll() -> None:
         poller = select.poll()
         poller.register(a, select.POLLIN)
@@ -188,6 +202,7 @@ def _blocked_calls(
         "socket.recvfrom_into": lambda: a.recvfrom_into(bytearray(1)),
         "socket.send": lambda: filled(a).send(b"x" * 65536),
         "socket.sendall": lambda: filled(a).sendall(b"x" * 65536),
+        "socket.sendto": sendto,
         "makefile readline": lambda: a.makefile("rb").readline(),
         "select.select": lambda: select.select([a], [], []),
         "select.poll": poll,
@@ -220,7 +235,8 @@ def _blocked_calls(
 
 BLOCKED_CALLS = [
     "time.sleep", "socket.recv", "socket.recv_into", "socket.recvfrom",
-    "socket.recvfrom_into", "socket.send", "socket.sendall", "makefile readline",
+    "socket.recvfrom_into", "socket.send", "socket.sendall", "socket.sendto",
+    "makefile readline",
     "select.select", "select.poll", "select.epoll", "selectors.DefaultSelector",
     "Event.wait", "Condition.wait", "Condition.wait_for", "Semaphore.acquire",
     "Barrier.wait", "Thread.join", "Queue.get", "LifoQueue.get", "PriorityQueue.get",
@@ -337,12 +353,16 @@ def test_calls_that_complete_in_time_return_their_results(
         items.put("item")
         ready.set()
 
-    def body() -> tuple[bytes, str, bool]:
+    def body() -> tuple[bytes, str, bool, bytes, int]:
         threading.Thread(target=later).start()
         with portable_timeout(BOUND * 2):
-            return a.recv(4), items.get(), ready.wait()
+            waited = a.recv(4), items.get(), ready.wait()
+            b.sendall(b"there already")  # taken at once (MSG_DONTWAIT), flags kept
+            peeked = a.recv(5, socket.MSG_PEEK)
+            buffer = bytearray(8)
+            return (*waited, peeked + a.recv(6), a.recv_into(buffer, 0, 0) + len(buffer))
 
-    assert in_thread(body)[0] == (b"data", "item", True)
+    assert in_thread(body)[0] == (b"data", "item", True, b"therethere ", 7 + 8)
 
 
 def test_outside_any_scope_calls_are_stock(pair: tuple[socket.socket, socket.socket]) -> None:

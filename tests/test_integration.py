@@ -71,3 +71,8 @@ def test_bad_options_name_the_value_and_the_fix() -> None:
     with pytest.raises(TypeError, match=r"eager must be True or False, got 'yes'"):
         enable_time_limits(app, eager="yes")  # type: ignore[arg-type]
 
+
+@pytest.mark.parametrize("not_an_app", ["app", None, object()])
+def test_anything_but_a_celery_app_is_a_clear_type_error(not_an_app: object) -> None:
+    with pytest.raises(TypeError, match=r"enable_time_limits\(\) needs the Celery app object"):
+        enable_time_limits(not_an_app)

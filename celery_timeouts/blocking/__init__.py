@@ -60,6 +60,9 @@ _PATCHES = [
         *_waits.TARGETS, *_sockets.TARGETS, *_select.TARGETS, *_subprocess.TARGETS,
     )
 ]
+for _owner, _name, _replacement, _ in _PATCHES:
+    if not isinstance(_replacement, type):  # `inspect.signature` & co. see the original
+        _replacement.__wrapped__ = getattr(_owner, _name)  # type: ignore[attr-defined]
 _patch_lock = threading.Lock()
 
 

@@ -17,10 +17,9 @@ import contextlib
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from .._context import is_green_patched, is_main_thread
 from .._scope import _innermost
 from .._unwind import protected
-from ._deadline import TIMED_OUT, limiting_scope, until_deadline, watchdog
+from ._deadline import TIMED_OUT, in_worker_thread, limiting_scope, until_deadline, watchdog
 from ._waits import original_sleep
 
 if TYPE_CHECKING:
@@ -116,7 +115,7 @@ class Children:
 
 def _adopt(process: subprocess.Popen[Any]) -> None:
     scope = _innermost.get()
-    if scope is None or is_main_thread() or is_green_patched():
+    if scope is None or not in_worker_thread():
         return
     thread_backend = watchdog()
     enclosing: TimeoutScope | None = scope
