@@ -8,7 +8,8 @@ watchdog thread everywhere else.
 
 from __future__ import annotations
 
-from ._scope import ScopeState, TimeoutScope, current_scope
+from ._on_timeout import OnTimeout
+from ._scope import ScopeState, TimeoutScope, current_scope, on_timeout
 from .backends import BackendChoice, detect_backend
 from .cooperative import check, remaining, sleep
 from .exceptions import BackendUnavailable, TaskTimeout
@@ -55,6 +56,7 @@ _fresh_scope = TimeoutScope._trusted
 __all__ = [
     "BackendChoice",
     "BackendUnavailable",
+    "OnTimeout",
     "ScopeState",
     "TaskTimeout",
     "TimeoutScope",
@@ -62,6 +64,7 @@ __all__ = [
     "current_scope",
     "detect_backend",
     "enable_time_limits",
+    "on_timeout",
     "portable_timeout",
     "remaining",
     "sleep",

@@ -2,7 +2,8 @@
 
 Built on wrapt so signature, `__name__`, `__wrapped__` and descriptor binding are kept.
 The timer of a coroutine function starts when the coroutine runs, not when the call
-creates it.
+creates it; a generator or async generator is timed over its whole life from its
+first resumption (see `_generators`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import wrapt
 
+from ._generators import timed_async_generator, timed_generator
 from ._scope import TimeoutScope
 from .backends import _mismatch
 from .exceptions import BackendUnavailable
@@ -33,6 +35,18 @@ def decorate(
             f"portable_timeout(...) decorates functions and methods, got {wrapped!r}"
         )
     scope = TimeoutScope._trusted
+    if seconds is not None and inspect.isasyncgenfunction(target):
+        if backend not in ("auto", "asyncio"):
+            raise BackendUnavailable(_mismatch(backend, coroutine=True))
+        async_timing = (seconds, backend, exception, catchable)
+
+        @wrapt.decorator
+        def timed_async_generator_function(
+            call: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Any:
+            return timed_async_generator(call(*args, **kwargs), async_timing)
+
+        return cast(_F, timed_async_generator_function(wrapped))
     if inspect.iscoroutinefunction(target):
         if backend not in ("auto", "asyncio"):
             raise BackendUnavailable(_mismatch(backend, coroutine=True))
@@ -48,6 +62,16 @@ def decorate(
 
     if backend == "asyncio":
         raise BackendUnavailable(_mismatch(backend, coroutine=False))
+    if seconds is not None and inspect.isgeneratorfunction(target):
+        timing = (seconds, backend, exception, catchable)
+
+        @wrapt.decorator
+        def timed_generator_function(
+            call: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Any:
+            return timed_generator(call(*args, **kwargs), timing)
+
+        return cast(_F, timed_generator_function(wrapped))
 
     def timed(
         call: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]

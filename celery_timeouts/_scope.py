@@ -16,6 +16,8 @@ from time import monotonic as _monotonic
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
+from ._on_timeout import OnTimeout, drop, innermost_with_limit, not_active, register
+from ._on_timeout import run_deadline_callbacks as _run_deadline_callbacks
 from ._unwind import ScopeTimeout, exit_entry, protected
 from ._validation import (
     validate_backend,
@@ -53,7 +55,9 @@ class TimeoutScope:
         "_cancel_sent",
         "_cancelling",
         "_catchable",
+        "_children",
         "_deadline",
+        "_deadline_calls",
         "_effective_deadline",
         "_entry_frame",
         "_exception",
@@ -84,6 +88,10 @@ class TimeoutScope:
     _thread_id: int
     _task: Any  # asyncio.Task
     _cancelling: int
+    # None, or the `on_timeout` callbacks (see _on_timeout): only a registration sets it;
+    # an empty list once they have run or been dropped.
+    _deadline_calls: list[OnTimeout] | None
+    _children: Any  # child processes the body started (celery_timeouts.blocking), or None
 
     def __init__(
         self,
@@ -107,6 +115,8 @@ class TimeoutScope:
         self._state = _INIT
         self._fired = self._cancel_sent = False
         self._fire_attempts = 0  # the watchdog's delivery attempts after the deadline
+        self._deadline_calls = None
+        self._children = None
 
     @classmethod
     def _trusted(
@@ -123,6 +133,8 @@ class TimeoutScope:
         scope._state = _INIT
         scope._fired = scope._cancel_sent = False
         scope._fire_attempts = 0
+        scope._deadline_calls = None
+        scope._children = None
         return scope
 
     # -- what callers read ---------------------------------------------------------
@@ -146,6 +158,24 @@ class TimeoutScope:
         if self.deadline is None:
             return None if self._state is _INIT or self.seconds is None else 0.0
         return max(self.deadline - time.monotonic(), 0.0)
+
+    def on_timeout(self, callback: Callable[..., object], *args: Any) -> OnTimeout:
+        """Call `callback(*args)` once when this scope's deadline passes, just before its
+        timeout is delivered; returns a handle whose `cancel()` takes it back.
+
+        It runs where the backend acts at the deadline: the watchdog thread (thread),
+        the hub (gevent, eventlet), the SIGALRM handler (signal), the event loop
+        (asyncio). Use it to unblock a call no timeout reaches: `conn.cancel()`,
+        `sock.shutdown(socket.SHUT_RDWR)`, `proc.kill()`. Keep it short and non-blocking.
+        Its exception is logged, never raised. It is dropped when the scope exits; if
+        the deadline has already passed, it runs at once, here.
+
+        Raises RuntimeError if the scope is not active or has no limit, TypeError if
+        `callback` is not callable.
+        """
+        if self._state is not _ACTIVE:
+            raise RuntimeError(not_active(self))
+        return register(self, callback, args)
 
     def __repr__(self) -> str:
         limit = "no limit" if self.seconds is None else f"{self.seconds:g} s"
@@ -249,6 +279,11 @@ class TimeoutScope:
         backend = self._backend
         if backend is not None:
             backend.disarm(self)
+        if self._deadline_calls:  # registrations that have not run: never will now
+            drop(self)
+        children = self._children
+        if children is not None:
+            children.release(self)  # celery_timeouts.blocking: kill them or pass them on
         try:
             _innermost.reset(self._token)
         except (ValueError, RuntimeError):  # left in another context than entered
@@ -269,6 +304,10 @@ class TimeoutScope:
     def _unwinding(self) -> BaseException:
         """What the body is interrupted with: the private `ScopeTimeout`, or for a
         catchable scope the public exception itself."""
+        if self._deadline_calls:
+            # Delivered by the body itself (check(), a patched blocking call) before the
+            # backend got to run the callbacks: they still go first.
+            _run_deadline_callbacks(self)
         if self._catchable:
             return self._public_exception(None)
         return ScopeTimeout(self)
@@ -316,3 +355,12 @@ _new_scope = object.__new__
 def current_scope() -> TimeoutScope | None:
     """The innermost active scope of this thread, greenlet or task."""
     return _innermost.get()
+
+
+def on_timeout(callback: Callable[..., object], *args: Any) -> OnTimeout:
+    """`scope.on_timeout(callback, *args)` for the enclosing scope whose deadline comes
+    first (and has not fired yet): the one whose timeout will reach the code here.
+
+    Raises RuntimeError when no active scope with a limit encloses the caller.
+    """
+    return innermost_with_limit(_innermost.get()).on_timeout(callback, *args)

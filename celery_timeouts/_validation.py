@@ -66,7 +66,31 @@ def validate_exception(exception: object) -> type[BaseException]:
             f"exception must be an exception class such as TaskTimeout or TimeoutError, "
             f"got {exception!r}"
         )
+    _build_one(exception)
     return exception
+
+
+def _build_one(exception: type[BaseException]) -> None:
+    """Build the exception once, as a timeout will, so a class that cannot be built
+    fails here and not as a TypeError in place of the timeout."""
+    arguments: tuple[object, ...] = ("exceeded 1 s timeout",)
+    call = f"{exception.__name__}(message)"
+    if issubclass(exception, TaskTimeout):
+        arguments, call = (1.0, "thread"), f"{exception.__name__}(seconds, backend)"
+    try:
+        exception(*arguments)
+    except Exception as error:
+        raise TypeError(
+            f"exception={exception.__module__}.{exception.__qualname__} cannot be built the "
+            f"way a timeout builds it, {call}: {type(error).__name__}: {error}; give it an "
+            f"__init__ that accepts "
+            + (
+                "(seconds, backend) as TaskTimeout does"
+                if issubclass(exception, TaskTimeout)
+                else "a single message argument"
+            )
+            + ", or pass a class that does"
+        ) from error
 
 
 def _valid_list() -> str:

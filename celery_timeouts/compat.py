@@ -32,6 +32,7 @@ from contextvars import ContextVar
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from . import _compat_args as _args
 from ._context import eventlet_context, gevent_context, is_main_thread, native_thread_id
 from ._unwind import protected
 from .exceptions import TaskTimeout
@@ -89,6 +90,7 @@ def getsignal(signalnum: int) -> _Handler:
     """`signal.getsignal`; for SIGALRM off the main thread, this thread's/greenlet's handler."""
     if signalnum != SIGALRM or (driver := _driver()) is None:
         return _ORIGINALS["getsignal"](signalnum)  # type: ignore[no-any-return]
+    _args.signal_number(signalnum, "getsignal")
     clock = _clock(driver, create=False)
     return SIG_DFL if clock is None else clock.handler
 
@@ -108,6 +110,7 @@ def alarm(seconds: int) -> int:
     driver = _driver()
     if driver is None:
         return _ORIGINALS["alarm"](whole)  # type: ignore[no-any-return]
+    _args.alarm_in_range(whole)
     left, _ = _set_timer(driver, float(whole), 0.0, sys._getframe(1))
     return _round_like_alarm(left)
 
@@ -122,6 +125,7 @@ def setitimer(which: int, seconds: float, interval: float = 0.0) -> tuple[float,
     """
     if which != ITIMER_REAL or (driver := _driver()) is None:
         return _ORIGINALS["setitimer"](which, seconds, interval)  # type: ignore[no-any-return]
+    _args.signal_number(which, "setitimer")
     delay = _validate_seconds("seconds", seconds)
     repeat = _validate_seconds("interval", interval)
     return _set_timer(driver, delay, repeat, sys._getframe(1))
@@ -131,6 +135,7 @@ def getitimer(which: int) -> tuple[float, float]:
     """`signal.getitimer`; ITIMER_REAL off the main thread is this thread's/greenlet's own."""
     if which != ITIMER_REAL or (driver := _driver()) is None:
         return _ORIGINALS["getitimer"](which)  # type: ignore[no-any-return]
+    _args.signal_number(which, "getitimer")
     clock = _clock(driver, create=False)
     timer = None if clock is None else clock.timer
     if timer is None:
@@ -528,11 +533,14 @@ def _validate_seconds(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"setitimer() {name} must be a number of seconds, got {value!r}")
     seconds = float(value)
+    if math.isinf(seconds) and seconds > 0:
+        _args.timer_in_range(name, seconds, value)
     if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
         raise ValueError(
             f"setitimer() {name} must be a finite number of seconds >= 0 (0 disarms), "
             f"got {value!r}"
         )
+    _args.timer_in_range(name, seconds, value)
     return seconds
 
 

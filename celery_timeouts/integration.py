@@ -24,6 +24,7 @@ def enable_time_limits(
     abandon_after: float = 0.5,
     max_abandoned_threads: int | None = None,
     eager: bool = False,
+    interrupt_blocking: bool = True,
 ) -> None:
     """Make `soft_time_limit` and `time_limit` work on every pool of `app`'s workers.
 
@@ -40,10 +41,19 @@ def enable_time_limits(
     `celery` command); None (the default) never asks.
     `eager`: also enforce the limits on eager tasks (`task_always_eager`, `.apply()`),
     in the calling thread, so a test suite can exercise a task's soft-limit clean-up.
+    `interrupt_blocking`: on `-P threads`, patch the stdlib's blocking calls
+    (`celery_timeouts.blocking`: `time.sleep`, sockets, `select`, queue and event waits,
+    `subprocess`) so that both limits reach a task blocked in one, and the hard limit
+    gives its thread back (and kills the child processes it started). False keeps the
+    stdlib as it is: such a task then sees no soft limit, and its thread is abandoned.
+
+    Raises TypeError when `app` is not a `celery.Celery` instance.
     """
     global _connected
+    _require_app(app)
     options = PoolOptions(
-        abandon_after=abandon_after, max_abandoned_threads=max_abandoned_threads, eager=eager
+        abandon_after=abandon_after, max_abandoned_threads=max_abandoned_threads, eager=eager,
+        interrupt_blocking=interrupt_blocking,
     )
     set_options(app, options)
     if eager:
@@ -57,6 +67,19 @@ def enable_time_limits(
 
             signals.worker_init.connect(_use_our_pool, weak=False)
             _connected = True
+
+
+def _require_app(app: object) -> None:
+    """Reject anything but a Celery app before it reaches the weak set (which would
+    fail on a string with a TypeError about weak references)."""
+    from celery import Celery
+
+    if not isinstance(app, Celery):
+        raise TypeError(
+            f"enable_time_limits() needs the Celery app object, got {app!r} of type "
+            f"{type(app).__name__}; pass the app itself, e.g. app = Celery('proj'); "
+            f"enable_time_limits(app)"
+        )
 
 
 def _use_our_pool(sender: Any = None, **_: Any) -> None:

@@ -18,6 +18,7 @@ In 2-4, `0` means no limit.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Generator
 from types import TracebackType
@@ -139,6 +140,11 @@ def _configured_default(config: pytest.Config) -> float | None:
             ) from None
         if seconds == 0:
             return None
+        if not 0 < seconds < math.inf:  # negative, nan or inf: say what a command line takes
+            raise pytest.UsageError(
+                f"{origin} must be greater than 0 (a number of seconds), or 0 for no limit, "
+                f"got {raw!r}"
+            )
         try:
             return validate_seconds(seconds, origin)
         except (TypeError, ValueError) as error:

@@ -10,10 +10,18 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 extras="celery,gevent,eventlet,test${EXTRA_EXTRAS:-}"
 # One stamp per pyproject.toml and set of extras: scripts/bench needs more than scripts/test.
+# PINS: extra requirements for this venv (scripts/matrix: "celery~=5.3.0 wrapt==1.15.*").
+pins=${PINS:-}
 stamp="$VENV/.installed-$(cksum < pyproject.toml | cut -d' ' -f1)-${extras//,/-}"
+if [ -n "$pins" ]; then
+  stamp="$stamp-$(printf %s "$pins" | cksum | cut -d' ' -f1)"
+fi
 if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[$extras]"
+  # shellcheck disable=SC2086  # PINS is a list of requirements
+  "$VENV/bin/python" -m pip install -q -e ".[$extras]" $pins
+  # What pre-commit needs to install our hook offline (tests/test_pre_commit.py).
+  "$VENV/bin/python" -m pip download -q -d "$VENV/wheelhouse" "setuptools>=68" wheel wrapt
   touch "$stamp"
 fi
 py="$root/$VENV/bin/python"

@@ -19,6 +19,7 @@ to rewrite its asserts (pytest would warn); it fails with explicit messages inst
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.util
 import os
 import shutil
@@ -150,6 +151,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_for_redis(server, port, log, timeout=10)
         yield f"redis://127.0.0.1:{port}"
     finally:
+        # Celery < 5.5: an AsyncResult caught in a reference cycle reconnects to the result
+        # backend when it is collected, retrying for minutes once the server is gone.
+        gc.collect()
         stop_process(server, timeout=STOP_TIMEOUT)
 
 

@@ -47,16 +47,17 @@ _green_results: dict[str, dict[str, str]] = {}
 
 
 @pytest.fixture(scope="session")
-def green_results() -> Callable[[str], dict[str, str]]:
-    def results(library: str) -> dict[str, str]:
-        if library not in _green_results:
+def green_results() -> Callable[..., dict[str, str]]:
+    def results(library: str, module: str = "cases") -> dict[str, str]:
+        key = library if module == "cases" else f"{library}:{module}"
+        if key not in _green_results:
             completed = subprocess.run(
-                [sys.executable, str(TESTS / "green_runner.py"), library],
+                [sys.executable, str(TESTS / "green_runner.py"), library, module],
                 capture_output=True, text=True, timeout=300,
                 env={**os.environ, "PYTHONPATH": str(TESTS.parent)},
             )
             assert completed.returncode == 0, completed.stderr
-            _green_results[library] = json.loads(completed.stdout.strip().splitlines()[-1])
-        return _green_results[library]
+            _green_results[key] = json.loads(completed.stdout.strip().splitlines()[-1])
+        return _green_results[key]
 
     return results

@@ -1,6 +1,6 @@
 """Run the conformance cases in a monkey-patched gevent or eventlet process.
 
-Usage: python tests/green_runner.py gevent|eventlet
+Usage: python tests/green_runner.py gevent|eventlet [cases module, default: cases]
 Prints one JSON object: case name -> "ok" or the failure's traceback.
 """
 
@@ -28,8 +28,9 @@ else:
         return eventlet.spawn(func).wait()
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-import cases  # noqa: E402
+import importlib  # noqa: E402
 
+cases = importlib.import_module(sys.argv[2] if len(sys.argv) > 2 else "cases")
 results = {}
 for name, case in cases.CASES.items():
     def attempt(case=case):

@@ -2,7 +2,11 @@
 
 Usage: python tests/stress_runner.py BACKEND ITERATIONS WORKERS
 BACKEND is a backend name, or gevent-cpu / eventlet-cpu: greenlets whose bodies never
-yield, so that the green guard's signal (not the hub's timer) races the exit.
+yield, so that the green guard's signal (not the hub's timer) races the exit; or
+thread-blocking: worker threads under `celery_timeouts.blocking.patch()` whose bodies
+block in `time.sleep`, a socket `recv` or a `queue.get` that another thread answers at
+about the deadline (the deadline races the data: a call that the deadline ended may not
+have taken a byte or an item, and the socket must be blocking again after every round).
 Prints one JSON object with the counts. Each worker (the main thread for `signal`,
 threads, greenlets, green threads or asyncio tasks) runs ITERATIONS / WORKERS rounds.
 
@@ -24,7 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 mode, ITERATIONS, WORKERS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-backend = mode.removesuffix("-cpu")
+BLOCKING = mode == "thread-blocking"
+backend = "thread" if BLOCKING else mode.removesuffix("-cpu")
 NEVER_YIELDS = mode.endswith("-cpu")
 if backend == "gevent":
     from gevent import monkey
@@ -45,6 +50,8 @@ from celery_timeouts import TaskTimeout, current_scope, portable_timeout  # noqa
 # resolution. The body lasts limit * U(0.5, 1.5).
 LIMIT = {"signal": 0.0001, "thread": 0.0005, "gevent": 0.002, "eventlet": 0.002,
          "asyncio": 0.002}[backend]
+if BLOCKING:
+    LIMIT = 0.002  # the feeding thread's sleep is less precise than a spin
 if NEVER_YIELDS:
     # The guard acts 10 to 30 ms after the deadline (its grace, then its 20 ms tick):
     # bodies of 15 to 45 ms race it.
@@ -134,6 +141,116 @@ else:
             problem(f"itimer still armed after the scope: {signal.getitimer(signal.ITIMER_REAL)}")
 
 
+def interrupted(error: BaseException) -> None:
+    """A round's timeout was caught (blocking mode: note where it was raised)."""
+
+
+def settle() -> None:
+    """After the checkpoint (blocking mode: account for every byte and item)."""
+
+
+if BLOCKING:
+    import os
+    import queue
+    import socket
+    import traceback
+
+    from celery_timeouts import blocking
+
+    blocking.patch()
+    lanes = threading.local()
+
+    class Lane:
+        """A worker's socketpair and queue, and a thread that feeds one of them a byte or
+        an item at about the deadline. The feeder waits on a SimpleQueue (C, never
+        patched) and sleeps outside any scope: stock calls."""
+
+        def __init__(self) -> None:
+            self.ours, self.theirs = socket.socketpair()
+            self.items: queue.Queue[int] = queue.Queue()
+            self.orders: queue.SimpleQueue[tuple[str, float]] = queue.SimpleQueue()
+            self.fed: queue.SimpleQueue[str] = queue.SimpleQueue()
+            self.sent = self.taken = 0
+            self.waiting = False
+            self.ended_by_deadline = False
+            threading.Thread(target=self.feed, daemon=True).start()
+
+        def feed(self) -> None:
+            while True:
+                kind, delay = self.orders.get()
+                time.sleep(delay)
+                if kind == "recv":
+                    self.theirs.send(b"x")
+                else:
+                    self.items.put(1)
+                self.fed.put(kind)
+
+        def body(self, seconds: float, rng: random.Random) -> None:
+            seconds *= 0.7  # the feeder and the waiter need the GIL back: both sides win
+            kind = rng.choice(("sleep", "recv", "get"))
+            if kind == "sleep":
+                time.sleep(seconds)
+                return
+            self.waiting = True
+            self.sent += 1
+            self.orders.put((kind, seconds * rng.uniform(0.8, 1.2)))
+            if kind == "recv":
+                self.taken += len(self.ours.recv(1))
+            else:
+                self.taken += self.items.get()
+
+        def settle(self) -> None:
+            if self.ours.gettimeout() is not None or not os.get_blocking(self.ours.fileno()):
+                problem(f"socket not blocking after the round: {self.ours.gettimeout()}")
+            if self.waiting:
+                self.waiting = False
+                self.fed.get()
+                left = self.drain()
+                if self.sent != self.taken + left:
+                    if self.ended_by_deadline:
+                        problem(f"a wait ended by the deadline lost data: sent {self.sent}, "
+                                f"taken {self.taken}, left {left}")
+                    else:  # consumed, then interrupted before counting: not ours to judge
+                        record("taken, then interrupted")
+                    self.taken = self.sent - left
+                self.taken += left
+            self.ended_by_deadline = False
+
+        def drain(self) -> int:
+            left = 0
+            self.ours.setblocking(False)
+            try:
+                while True:
+                    left += len(self.ours.recv(64))
+            except BlockingIOError:
+                pass
+            finally:
+                self.ours.setblocking(True)
+            while True:
+                try:
+                    left += self.items.get_nowait()
+                except queue.Empty:
+                    return left
+
+    def this_lane() -> Lane:
+        lane: Lane | None = getattr(lanes, "lane", None)
+        if lane is None:
+            lane = lanes.lane = Lane()
+        return lane
+
+    def body(seconds: float, rng: random.Random) -> None:
+        this_lane().body(seconds, rng)
+
+    def interrupted(error: BaseException) -> None:
+        innermost = traceback.extract_tb(error.__traceback__)[-1].filename
+        if f"{os.sep}blocking{os.sep}" in innermost:
+            this_lane().ended_by_deadline = True
+            record("ended by the deadline in a blocking call")
+
+    def settle() -> None:
+        this_lane().settle()
+
+
 def helper() -> int:
     return 1
 
@@ -163,18 +280,22 @@ def sync_round(rng: random.Random, nested: bool) -> None:
                     try:
                         with inner:
                             body(duration, rng)
-                    except InnerTimeout:
+                    except InnerTimeout as error:
                         caught.add("inner")
+                        interrupted(error)
                     helper()
-            except OuterTimeout:
+            except OuterTimeout as error:
                 caught.add("outer")
+                interrupted(error)
         else:
             try:
                 with inner:
                     body(duration, rng)
-            except InnerTimeout:
+            except InnerTimeout as error:
                 caught.add("inner")
+                interrupted(error)
         checkpoint()
+        settle()
     except BaseException as leaked:  # counting them is the point
         problem(f"leaked outside its scope: {leaked!r}")
     verdict(inner, outer, caught)

@@ -125,6 +125,7 @@ def test_threads_stuck_in_c_are_reported_and_replaced(redis_url: str) -> None:
     assert pool_stats["max-concurrency"] == 4
     log = worker.log_text()
     assert log.count("is stuck past its hard time limit") == 20
+    assert "limits_app.py:" in log and " in stuck" in log  # where: the task's raw lock
     assert "Unrecoverable error" not in log
 
 

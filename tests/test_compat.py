@@ -539,3 +539,52 @@ def test_a_relayed_exception_landing_at_the_entry_of_exit_still_leaves_the_scope
     assert state["left"] == ("exited", None)
     if sys.version_info >= (3, 13):
         assert state["where"] == "exit"
+
+
+# Calls the stdlib rejects in the main thread: off it, compat must reject them too, with
+# the same exception type (compared live, so it holds on every Python version).
+STDLIB_REJECTS = [
+    pytest.param("alarm", (2**31,), id="alarm-beyond-c-int"),
+    pytest.param("setitimer", (stdlib_signal.ITIMER_REAL, 1e300), id="setitimer-1e300"),
+    pytest.param("setitimer", (stdlib_signal.ITIMER_REAL, float("inf")), id="setitimer-inf"),
+    pytest.param("setitimer", (stdlib_signal.ITIMER_REAL, 1, 1e300), id="interval-1e300"),
+    pytest.param("setitimer", (0.0, 1), id="setitimer-float-which"),
+    pytest.param("getitimer", (0.0,), id="getitimer-float-which"),
+    pytest.param("getsignal", (14.0,), id="getsignal-float-signum"),
+]
+
+
+def stdlib_rejection(name: str, arguments: tuple[Any, ...]) -> type[BaseException]:
+    try:
+        getattr(stdlib_signal, name)(*arguments)
+    except Exception as error:
+        return type(error)
+    finally:
+        stdlib_signal.setitimer(stdlib_signal.ITIMER_REAL, 0)
+    raise AssertionError(f"the stdlib accepted {name}{arguments}")
+
+
+@pytest.mark.parametrize(("name", "arguments"), STDLIB_REJECTS)
+def test_off_the_main_thread_compat_rejects_what_the_stdlib_rejects(
+    name: str, arguments: tuple[Any, ...]
+) -> None:
+    expected = stdlib_rejection(name, arguments)
+
+    def body() -> None:
+        with pytest.raises(expected, match=r"got .*; use "):
+            getattr(signal, name)(*arguments)
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # nothing was armed
+
+    run_in_thread(body)
+
+
+def test_the_largest_values_the_stdlib_takes_are_taken_off_the_main_thread() -> None:
+    def body() -> tuple[float, int]:
+        signal.setitimer(signal.ITIMER_REAL, 9.2e9)
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        signal.alarm(2**31 - 1)
+        return left, signal.alarm(0)
+
+    left, alarm_left = run_in_thread(body)
+    assert 9.1e9 < left <= 9.2e9
+    assert alarm_left == 2**31 - 1

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from celery_timeouts.__main__ import main
-from celery_timeouts.demo.scenario import RUN_FOR, TASKS, Outcome
+from celery_timeouts.demo.scenario import BLOCKED_FOR, RUN_FOR, TASKS, Outcome
 from celery_timeouts.demo.workers import filesystem_broker_in
 
 pytest_plugins = ["celery_harness"]  # the redis_url fixture
@@ -197,9 +197,20 @@ def test_stock_threads_run_past_the_limits_ours_stop_at_the_soft_limit(
             assert ours["outcome"] == "SoftTimeLimitExceeded", (pool, task, ours)
             # The soft limit (1 s), well before the hard one (3 s).
             assert 0.9 <= ours["seconds"] < 2.5, (pool, task, ours)
+        # One blocking call each (a sleep, a read from a server that never answers):
+        # stock waits for it to end, ours raises the soft limit inside the call.
+        for task in ("one_sleep", "silent_server"):
+            stock = outcome(report, pool, task, "stock")
+            assert (stock["outcome"], stock["result"]) == ("SUCCESS", "finished"), (pool, stock)
+            assert stock["seconds"] >= BLOCKED_FOR - 0.5, (pool, task, stock)
+            assert stock["text"] == f"SUCCESS {stock['seconds']:.1f} s (limits ignored)"
+            ours = outcome(report, pool, task, "celery-timeouts")
+            assert ours["outcome"] == "SoftTimeLimitExceeded", (pool, task, ours)
+            assert 0.9 <= ours["seconds"] < 2.5, (pool, task, ours)
     # Progress named the pool and the task while it ran.
     assert "threads/celery-timeouts: CPU-bound loop sent" in progress
     assert "solo/stock: time.sleep loop ->" in progress
+    assert "threads/celery-timeouts: read, silent server -> SoftTimeLimitExceeded" in progress
 
 
 @pytest.mark.timeout(150)

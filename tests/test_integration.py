@@ -86,7 +86,6 @@ def test_bad_options_name_the_value_and_the_fix() -> None:
         enable_time_limits(app, eager="yes")  # type: ignore[arg-type]
 
 
-
 @pytest.mark.parametrize("pool", ["solo", "threads"])
 def test_auto_concurrency_is_logged_with_the_pools_name(pool: str) -> None:
     app = new_app()
@@ -116,3 +115,9 @@ def test_solo_info_reports_the_limits_it_enforces() -> None:
 
     assert TaskPool(soft_timeout=1.5, timeout=3).info["timeouts"] == (1.5, 3)
     assert TaskPool().info["timeouts"] == (0, 0)
+
+
+@pytest.mark.parametrize("not_an_app", ["app", None, object()])
+def test_anything_but_a_celery_app_is_a_clear_type_error(not_an_app: object) -> None:
+    with pytest.raises(TypeError, match=r"enable_time_limits\(\) needs the Celery app object"):
+        enable_time_limits(not_an_app)

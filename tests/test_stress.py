@@ -20,6 +20,8 @@ ROUNDS = 100_000
 WORKERS = {"signal": 1, "thread": 16, "gevent": 100, "eventlet": 100, "asyncio": 100}
 # Greenlets that never yield run one after another, for tens of ms a round.
 CPU_ROUNDS = 600
+# Each round waits for a feeding thread (a millisecond or two): about 10 s for these.
+BLOCKING_ROUNDS = 12_000
 
 
 def race(mode: str, rounds: int, workers: int, *, both_sides: int) -> None:
@@ -53,3 +55,10 @@ def test_racing_exits_leak_nothing(backend: str) -> None:
 def test_green_guard_racing_exits_leak_nothing(library: str) -> None:
     # The green guard's SIGURG races the exit of greenlets that never yield.
     race(f"{library}-cpu", CPU_ROUNDS, 10, both_sides=CPU_ROUNDS // 10)
+
+
+@pytest.mark.stress
+def test_blocking_calls_racing_deadlines_leak_nothing() -> None:
+    # celery_timeouts.blocking: the deadline against a sleep, a socket recv or a
+    # queue.get that ends, or gets its byte or item, at about the same moment.
+    race("thread-blocking", BLOCKING_ROUNDS, 8, both_sides=BLOCKING_ROUNDS // 50)

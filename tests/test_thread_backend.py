@@ -7,6 +7,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from celery_timeouts import TaskTimeout, portable_timeout
 from celery_timeouts._unwind import ScopeTimeout
 
@@ -373,3 +375,33 @@ def test_a_far_deadline_does_not_stop_the_watchdog() -> None:
         return False
 
     assert run_in_thread(body) is True
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="deliveries at an instruction: 3.13")
+def test_the_monitoring_tool_id_is_free_again_after_a_delivery() -> None:
+    monitoring = sys.monitoring
+
+    def job() -> str:
+        started = time.monotonic()
+        try:
+            with portable_timeout(0.05):
+                while time.monotonic() - started < 1:  # delivered through sys.monitoring
+                    pass
+        except TaskTimeout:
+            return "timed out"
+        return "ran to the end"
+
+    for _ in range(3):
+        assert run_in_thread(job) == "timed out"
+        assert monitoring.get_tool(3) is None and monitoring.get_tool(4) is None
+    monitoring.use_tool_id(3, "the program's own tool")  # failed while we held it
+    try:
+        assert run_in_thread(job) == "timed out"  # we take 4 meanwhile
+        assert monitoring.get_tool(3) == "the program's own tool"
+        monitoring.use_tool_id(4, "another tool of the program")
+        try:
+            assert run_in_thread(job) == "timed out"  # no id left: raised at exit
+        finally:
+            monitoring.free_tool_id(4)
+    finally:
+        monitoring.free_tool_id(3)

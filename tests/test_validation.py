@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import time
 
 import pytest
 
@@ -54,6 +55,42 @@ def test_unknown_backend_lists_valid_ones() -> None:
 def test_bad_exception_class() -> None:
     with pytest.raises(TypeError, match="exception class"):
         portable_timeout(1, exception="boom")  # type: ignore[arg-type]
+
+
+class NeedsTwoArguments(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message, code)
+
+
+class NoArgumentsTimeout(TaskTimeout):
+    def __init__(self) -> None:
+        super().__init__(1.0, "thread")
+
+
+@pytest.mark.parametrize(
+    ("exception", "fix"),
+    [
+        (NeedsTwoArguments, "a single message argument"),
+        (NoArgumentsTimeout, r"\(seconds, backend\) as TaskTimeout does"),
+    ],
+)
+def test_an_exception_class_that_cannot_be_built_is_rejected_at_construction(
+    exception: type[BaseException], fix: str
+) -> None:
+    """Not as a TypeError in place of the timeout, when it fires."""
+    name = exception.__qualname__
+    with pytest.raises(TypeError, match=rf"exception=.*\b{name} cannot be built.*{fix}"):
+        portable_timeout(1, exception=exception)
+    with pytest.raises(TypeError, match=name):
+        portable_timeout(1, exception=exception)(lambda: None)
+
+
+def test_an_exception_class_taking_a_message_is_raised_on_timeout() -> None:
+    with (
+        pytest.raises(LookupError, match=r"exceeded 0\.2 s timeout"),
+        portable_timeout(0.2, exception=LookupError),
+    ):
+        time.sleep(3)
 
 
 def test_bad_environment_override_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

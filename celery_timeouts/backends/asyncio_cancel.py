@@ -11,6 +11,7 @@ import asyncio
 from contextvars import Context
 from typing import TYPE_CHECKING
 
+from .._on_timeout import run_deadline_callbacks
 from .._unwind import protected
 from ..exceptions import BackendUnavailable
 from .base import Backend
@@ -61,6 +62,8 @@ class AsyncioBackend(Backend):
 
 
 def _cancel_task(scope: TimeoutScope) -> None:
+    if scope._deadline_calls:
+        run_deadline_callbacks(scope)
     if not scope._fired:
         scope._fired = True
         scope._cancel_sent = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._context import eventlet_context
+from .._on_timeout import run_deadline_callbacks
 from .._unwind import protected
 from .base import Backend
 from .green_guard import GuardedHub
@@ -84,6 +85,8 @@ class _ThrowTimer:
             self.called = True
             scope = self._scope
             self._scope = None
+            if scope is not None and scope._deadline_calls:
+                run_deadline_callbacks(scope)
             if scope is not None and not scope._fired:
                 scope._fired = True
                 self._greenlet.throw(scope._unwinding())

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._context import gevent_context
+from .._on_timeout import run_deadline_callbacks
 from .._unwind import protected
 from .base import Backend
 from .green_guard import GuardedHub
@@ -64,6 +65,8 @@ class GeventBackend(GuardedHub, Backend):
 
 def _throw(scope: TimeoutScope, greenlet: Any) -> None:
     """Runs in the hub when the deadline passes: raise in the scope's greenlet."""
+    if scope._deadline_calls:
+        run_deadline_callbacks(scope)
     if not scope._fired:
         scope._fired = True
         greenlet.throw(scope._unwinding())

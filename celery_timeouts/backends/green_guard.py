@@ -27,6 +27,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
 from .._context import is_main_thread, native_thread_id, os_lock
+from .._on_timeout import run_deadline_callbacks
 from .._unwind import at_handler_hole, in_protected_code, protected
 
 if TYPE_CHECKING:
@@ -208,6 +209,8 @@ class GreenGuard:
         target = self._overdue_scope_here(time.monotonic())
         if target is None:
             return  # another greenlet's scope is overdue (the hub will deliver it), or none
+        if target._deadline_calls and not run_deadline_callbacks(target, wait=False):
+            return  # this signal interrupted a registration: the next tick tries again
         if frame is not None and in_protected_code(frame):
             return  # in the library's enter/exit code: the next tick tries again
         if frame is not None and at_handler_hole(frame):

@@ -9,6 +9,11 @@ not inject: it turns on INSTRUCTION events for the code objects on that stack, a
 callback, which runs in the target thread before an instruction, raises there, except
 at those back-jumps and at a `with` block's call of `__exit__`. Only those code objects
 are instrumented, and only until it lands or the scope exits.
+
+The tool id is held only while a delivery is pending: taken for the first, given back
+when the last one lands or is withdrawn, so the program's own `use_tool_id(3, ...)`
+works at any other time. If the program holds both free ids, timeouts that meet such
+a loop are raised as their scope exits instead.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ class InstructionDelivery:
         self._broken = False
 
     def available(self) -> bool:
-        """True once a sys.monitoring tool id is ours (claimed on first use)."""
+        """True if a sys.monitoring tool id is ours, claiming one if none is: the caller
+        then `watch`es (the id is given back when nothing is pending any more)."""
         if self._tool is None:
             monitoring = _MONITORING
             if monitoring is None or self._broken:
@@ -115,6 +121,21 @@ class InstructionDelivery:
         watch = self._by_thread.pop(thread_id)
         for code in watch.codes:
             self._remove_watcher(code)
+        if not self._by_thread:
+            self._release()
+
+    def _release(self) -> None:
+        """Give the tool id back: nothing is pending, and the program may want it."""
+        tool, self._tool = self._tool, None
+        if tool is None:
+            return
+        monitoring = _MONITORING
+        try:
+            monitoring.register_callback(tool, monitoring.events.INSTRUCTION, None)
+            if monitoring.get_tool(tool) == _NAME:
+                monitoring.free_tool_id(tool)
+        except Exception:  # never take the watchdog down; an id is claimed afresh next time
+            pass
 
     def _add_watcher(self, code: CodeType) -> None:
         count = self._watchers.get(code, 0)

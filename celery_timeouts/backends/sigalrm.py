@@ -20,6 +20,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .._context import signal_unavailable_reason
+from .._on_timeout import run_deadline_callbacks
 from .._unwind import at_handler_hole, in_protected_code, protected
 from .base import Backend
 
@@ -138,6 +139,12 @@ class SignalBackend(Backend):
         if not due:
             self._rearm()  # early, or the user's timer: wait for the next deadline
             return
+        for scope in due:
+            # Only tried: this handler may have interrupted a registration holding the
+            # lock, in this very thread.
+            if scope._deadline_calls and not run_deadline_callbacks(scope, wait=False):
+                self._set_timer(now + _RETRY_DELAY)
+                return
         if frame is not None and (in_protected_code(frame) or at_handler_hole(frame)):
             self._set_timer(now + _RETRY_DELAY)  # land it a moment later, in the body
             return

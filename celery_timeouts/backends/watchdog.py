@@ -30,6 +30,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .._context import is_green_patched, native_thread_id, os_lock, os_thread_primitives
+from .._on_timeout import take as take_deadline_calls
 from .._unwind import (
     at_handler_hole,
     in_protected_code,
@@ -136,12 +137,26 @@ class WatchdogBackend(Backend):
     @protected
     def claim(self, scope: TimeoutScope) -> None:
         with self._lock:
-            scope._fired = True
-            thread_id = scope._thread_id
-            if self._pending.get(thread_id) is scope:
-                del self._pending[thread_id]
-                _clear_async_exc(thread_id, None)
-            self._next_instruction.withdraw(thread_id, scope)
+            self._claim(scope)
+
+    @protected
+    def take(self, scope: TimeoutScope) -> bool:
+        """A blocking call woke at `scope`'s deadline (`celery_timeouts.blocking`): True
+        if the timeout is the caller's to raise, and then the watchdog delivers nothing
+        more for it; False if the watchdog already did."""
+        with self._lock:
+            if scope._fired:
+                return False
+            self._claim(scope)
+            return True
+
+    def _claim(self, scope: TimeoutScope) -> None:
+        scope._fired = True
+        thread_id = scope._thread_id
+        if self._pending.get(thread_id) is scope:
+            del self._pending[thread_id]
+            _clear_async_exc(thread_id, None)
+        self._next_instruction.withdraw(thread_id, scope)
 
     def _compact(self) -> None:
         self._heap = [entry for entry in self._heap if entry[2]._armed]
@@ -191,6 +206,8 @@ class WatchdogBackend(Backend):
                 if isinstance(scope, Callback):
                     self._run_callback(scope)
                     continue
+                if scope._deadline_calls and self._run_deadline_callbacks(scope):
+                    continue
                 if not self._try_fire(scope):
                     scope._fire_attempts += 1
                     retry = _RETRY_DELAYS[min(scope._fire_attempts, len(_RETRY_DELAYS)) - 1]
@@ -207,6 +224,23 @@ class WatchdogBackend(Backend):
             logger.exception("celery-timeouts: watchdog callback %r failed", callback.function)
         finally:
             self._lock.acquire()
+
+    def _run_deadline_callbacks(self, scope: TimeoutScope | Delivery) -> bool:
+        """A scope's `on_timeout` callbacks go first, on this thread, without the lock
+        (they may block a moment, or time out a scope themselves). True if they ran:
+        then the scope is back in the heap, to fire once they are done."""
+        calls = take_deadline_calls(scope)  # type: ignore[arg-type]  # only scopes have any
+        if not calls:
+            return False
+        self._lock.release()
+        try:
+            for handle in calls:
+                handle._run()
+        finally:
+            self._lock.acquire()
+        if scope._armed:
+            heapq.heappush(self._heap, (time.monotonic(), next(self._sequence), scope))
+        return True
 
     # -- timers and deliveries for other parts of the library (celery_timeouts.compat) --
 
@@ -393,6 +427,7 @@ class Delivery:
         "_armed", "_deadline", "_entry_frame", "_exception", "_fire_attempts", "_fired",
         "_thread_id",
     )
+    _deadline_calls = None  # as a scope that registered no `on_timeout` callback
 
     def __init__(
         self, thread_id: int, exception: BaseException, entry_frame: FrameType | None

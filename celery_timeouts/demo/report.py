@@ -11,6 +11,7 @@ from .scenario import (
     ENABLED,
     HARD_LIMIT,
     MODES,
+    RUN_FOR,
     SOFT_LIMIT,
     STOCK,
     TASKS,
@@ -61,6 +62,13 @@ def table(report: DemoReport) -> str:
         f"celery-timeouts demo: real workers on the {report.broker} broker; every task sent "
         f"with soft_time_limit={SOFT_LIMIT:g}, time_limit={HARD_LIMIT:g}",
         "(the alarm task's soft limit is 2 s, so that its own 1 s alarm comes first)",
+        *(
+            f"({task.label}: one blocking call of {task.run_for:g} s"
+            + (", on 127.0.0.1 to a server that accepts and never answers)"
+               if task.reads_silent_server else ")")
+            for task in TASKS
+            if task.run_for != RUN_FOR
+        ),
         *(
             f"({task.label}: a time.sleep loop that catches SoftTimeLimitExceeded and goes on, "
             "so only the hard limit can end it)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import signal
+import socket
 import tempfile
 import threading
 import time
@@ -204,6 +205,7 @@ def _run_workers(
     Raises DemoError if `check` and the broker does not answer.
     """
     client = broker.client_app("celery-timeouts-demo")
+    cleanup = contextlib.ExitStack()
     started: list[WorkerProcess] = []
     runs: list[WorkerRun] = []
     scaled: list[AutoscaleRun] = []
@@ -211,8 +213,10 @@ def _run_workers(
         if check:
             check_broker(client, broker)
         workdir.mkdir(parents=True, exist_ok=True)
+        server = cleanup.enter_context(silent_server())
         runs, scaled = launch_all(
-            broker, workdir, pools, uuid.uuid4().hex[:6], started, autoscale="threads" in pools
+            broker, workdir, pools, uuid.uuid4().hex[:6], started, autoscale="threads" in pools,
+            server_port=server.getsockname()[1],
         )
         stops.deferring = False
         if started:
@@ -224,6 +228,18 @@ def _run_workers(
         stops.deferring = True
         _stop_all(started, interrupted=stops.requested, progress=progress)
         client.close()
+        cleanup.close()
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[socket.socket]:
+    """A server on 127.0.0.1 that accepts connections (the kernel does, from its backlog)
+    and never answers: what a task blocked on a stuck peer reads from."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=64)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 def _stop_all(workers: list[WorkerProcess], *, interrupted: bool, progress: Progress) -> None:

@@ -26,6 +26,9 @@ MODES = (STOCK, ENABLED)
 ENABLE_LIMITS = "CT_ENABLE_LIMITS"
 SOFT_LIMIT, HARD_LIMIT = 1.0, 3.0
 RUN_FOR = 6.0  # how long each task would run without limits: long enough to see them ignored
+# The one blocking call of the two tasks that make one (a sleep, a read from a silent
+# server): past the hard limit, shorter than RUN_FOR so that the demo stays quick.
+BLOCKED_FOR = 4.0
 # A task with no result this long after it was sent is reported as such, and its worker
 # gets no more tasks.
 RESULT_TIMEOUT = RUN_FOR + HARD_LIMIT + 6
@@ -59,11 +62,23 @@ class DemoTask:
     hard: float = HARD_LIMIT
     # It catches SoftTimeLimitExceeded and goes on, and says when (SOFT_LIMIT_CAUGHT_AT).
     catches_soft: bool = False
+    run_for: float = RUN_FOR  # its first argument: how long it runs without limits
+    # Its second argument is the port of the demo's silent server (see runner.py).
+    reads_silent_server: bool = False
+
+    def args(self, server_port: int) -> list[float]:
+        return [self.run_for, server_port] if self.reads_silent_server else [self.run_for]
 
 
 TASKS = (
     DemoTask("cpu", "cpu_bound", "CPU-bound loop"),
     DemoTask("sleep", "blocking_sleep", "time.sleep loop"),
+    # One blocking call each, as most tasks on -P threads are.
+    DemoTask("one_sleep", "one_long_sleep", f"time.sleep({BLOCKED_FOR:g})", run_for=BLOCKED_FOR),
+    DemoTask(
+        "silent_server", "read_silent_server", "read, silent server", run_for=BLOCKED_FOR,
+        reads_silent_server=True,
+    ),
     # Only the hard limit can end it. Before the alarm task, which takes some stock
     # workers down.
     DemoTask("catch_soft", "ignores_soft_limit", "catches soft limit", catches_soft=True),
@@ -174,6 +189,7 @@ class WorkerRun:
     worker: WorkerProcess
     queue: str
     launched_at: float
+    server_port: int = 0  # the silent server's (runner.py)
     to_send: list[DemoTask] = field(default_factory=lambda: list(TASKS))
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     ready: bool = False
@@ -260,7 +276,7 @@ class WorkerRun:
         sent = datetime.now(timezone.utc)
         result = client.send_task(
             f"{TASKS_MODULE}.{task.name}",
-            args=[RUN_FOR],
+            args=task.args(self.server_port),
             queue=self.queue,
             soft_time_limit=task.soft,
             time_limit=task.hard,
@@ -382,6 +398,7 @@ def launch_all(
     started: list[WorkerProcess],
     *,
     autoscale: bool,
+    server_port: int = 0,
 ) -> tuple[list[WorkerRun], list[AutoscaleRun]]:
     """Start a stock and a celery-timeouts worker per pool (and the autoscale pair).
 
@@ -393,7 +410,7 @@ def launch_all(
         for mode in MODES:
             worker, queue = _launch(broker, workdir, pool, mode, tag)
             started.append(worker)
-            runs.append(WorkerRun(pool, mode, worker, queue, time.monotonic()))
+            runs.append(WorkerRun(pool, mode, worker, queue, time.monotonic(), server_port))
     scaled: list[AutoscaleRun] = []
     if autoscale:
         for mode in MODES:

@@ -8,8 +8,10 @@ without it the worker is stock Celery, to show what celery-timeouts changes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -37,6 +39,7 @@ if os.environ.get(ENABLE_LIMITS) == "1":
     compat.patch()
 # Celery ships no type information: say once what its decorator keeps of a task.
 celery_task: Callable[[Callable[[float], str]], Callable[[float], str]] = app.task
+server_task: Callable[[Callable[[float, int], str]], Callable[[float, int], str]] = app.task
 
 
 def _store_start(task_id: str, task: Any, **_: Any) -> None:
@@ -64,6 +67,25 @@ def blocking_sleep(seconds: float) -> str:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         time.sleep(0.05)
+    return FINISHED
+
+
+@celery_task
+def one_long_sleep(seconds: float) -> str:
+    """One blocking call, as tasks that wait for something write it."""
+    time.sleep(seconds)
+    return FINISHED
+
+
+@server_task
+def read_silent_server(seconds: float, port: int) -> str:
+    """A read from a server that accepts and never answers (the demo's, on 127.0.0.1),
+    with a read timeout of `seconds`, as an HTTP or database client would have."""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=seconds) as connection,
+        contextlib.suppress(TimeoutError),  # socket.timeout: the client gives up, as set
+    ):
+        connection.recv(1024)
     return FINISHED
 
 

@@ -18,6 +18,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable
+from types import CodeType
 from typing import Any
 
 from celery.concurrency.base import apply_target
@@ -25,6 +26,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from .._scope import TimeoutScope
 from ._final import FinalScope
+from ._stuck import format_stack, task_id_of, traceback_frames
 
 logger = logging.getLogger("celery_timeouts.pools")
 
@@ -81,9 +83,26 @@ def run_job(
             limited_target, args, kwargs, callback, accept_callback, pid,
             propagate=(HardTimeLimitReached,),
         )
-    except HardTimeLimitReached:
+    except HardTimeLimitReached as reached:
+        logger.warning(
+            "celery-timeouts: task %s reached its hard time limit (%g s) here "
+            "(innermost last):\n%s",
+            task_id_of(args), hard,
+            format_stack(traceback_frames(reached.__traceback__, below=BODY_CODE)),
+        )
         if timeout_callback is not None:
             timeout_callback(False, hard)
     finally:
         if soft_scope.fired and timeout_callback is not None:
             timeout_callback(True, soft)  # Celery logs "Soft time limit exceeded"
+
+
+def _body_code() -> CodeType:
+    """The code of run_job's `limited_target`: the frames under it are the task's own."""
+    for const in run_job.__code__.co_consts:
+        if isinstance(const, CodeType) and const.co_name == "limited_target":
+            return const
+    raise RuntimeError("run_job has no limited_target")  # pragma: no cover - a refactor
+
+
+BODY_CODE = _body_code()

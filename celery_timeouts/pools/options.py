@@ -15,6 +15,7 @@ class PoolOptions:
     abandon_after: float = 0.5
     max_abandoned_threads: int | None = None
     eager: bool = False
+    interrupt_blocking: bool = True
 
     def __post_init__(self) -> None:
         grace = self.abandon_after
@@ -29,8 +30,10 @@ class PoolOptions:
             raise ValueError(
                 f"max_abandoned_threads must be an int >= 0 or None (no restart), got {cap!r}"
             )
-        if not isinstance(self.eager, bool):
-            raise TypeError(f"eager must be True or False, got {self.eager!r}")
+        for name in ("eager", "interrupt_blocking"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 _by_app: weakref.WeakKeyDictionary[Any, PoolOptions] = weakref.WeakKeyDictionary()

@@ -35,7 +35,9 @@ from celery.worker import state as worker_state
 
 from ..backends import get_backend
 from ..backends.watchdog import WatchdogBackend
-from ._limits import effective_limit, logger, run_job
+from ._interrupt import blocking_calls_line, interrupt_blocking_calls, leave_blocking_calls
+from ._limits import BODY_CODE, effective_limit, logger, run_job
+from ._stuck import format_stack, task_id_of, thread_frames
 from .options import options_for
 
 _RETIRE = None  # put on the queue: one worker thread finishes
@@ -88,8 +90,7 @@ class _Job:
     @property
     def task_id(self) -> str:
         # fast_trace_task / trace_task_ret take (task name, task id, ...).
-        args = self.args
-        return str(args[1]) if isinstance(args, (list, tuple)) and len(args) > 1 else "?"
+        return task_id_of(self.args)
 
     def once(self, report: Callable[..., Any] | None) -> Callable[..., Any] | None:
         """`report`, made to do nothing once the job has been reported by someone else."""
@@ -172,6 +173,8 @@ class TaskPool(stock.TaskPool):
         settings = options_for(self.app)
         self._abandon_after: float = settings.abandon_after
         self._max_abandoned: int | None = settings.max_abandoned_threads
+        self._interrupt_blocking = settings.interrupt_blocking
+        self._patched_blocking = False  # whether this pool turned blocking.patch() on
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._workers: set[_Worker] = set()
@@ -191,13 +194,15 @@ class TaskPool(stock.TaskPool):
     # -- BasePool ------------------------------------------------------------------------
 
     def on_start(self) -> None:
+        if self._interrupt_blocking:
+            self._patched_blocking = interrupt_blocking_calls()
         with self._lock:
             self._start_threads()
         logger.info(
             "celery-timeouts: threads pool — soft and hard limits enforced by the watchdog "
-            "thread; a thread stuck past its hard limit is replaced after %g s; "
+            "thread; %s; a thread stuck past its hard limit is replaced after %g s; "
             "autoscale enabled",
-            self._abandon_after,
+            blocking_calls_line(self._interrupt_blocking), self._abandon_after,
         )
 
     def on_stop(self) -> None:
@@ -205,11 +210,18 @@ class TaskPool(stock.TaskPool):
         to their hard limit plus the grace (a cold shutdown meanwhile cuts this short)."""
         self._close()
         self._wait_for_threads(cold=False)
+        self._leave_blocking_calls()
 
     def on_terminate(self) -> None:
         """Cold shutdown: as `on_stop`, but running threads get the grace at most."""
         self._close()
         self._wait_for_threads(cold=True)
+        self._leave_blocking_calls()
+
+    def _leave_blocking_calls(self) -> None:
+        if self._patched_blocking:
+            self._patched_blocking = False
+            leave_blocking_calls()
 
     def on_apply(
         self,
@@ -398,8 +410,9 @@ class TaskPool(stock.TaskPool):
         logger.error(
             "celery-timeouts: task %s is stuck past its hard time limit (%g s) in thread "
             "%s, probably in C code; its thread is abandoned and replaced "
-            "(%d abandoned thread(s) still running)",
+            "(%d abandoned thread(s) still running). It is stuck here (innermost last):\n%s",
             job.task_id, job.hard, worker.name, stuck,
+            format_stack(thread_frames(worker.ident, below=BODY_CODE)),
         )
         if job.timeout_callback is not None:
             try:

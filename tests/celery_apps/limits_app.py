@@ -2,18 +2,23 @@
 
 `CT_ENABLE_LIMITS=1` in the worker's environment calls `enable_time_limits(app)`;
 without it the worker is stock Celery (to show what celery-timeouts changes).
+`CT_INTERRUPT_BLOCKING=0` passes `interrupt_blocking=False`.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import socket
+import subprocess
+import threading
 import time
 
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
 from celery_apps.common import configure_from_env
-from celery_timeouts import compat, enable_time_limits
+from celery_timeouts import compat, enable_time_limits, on_timeout
 
 app = configure_from_env(Celery("limits_app"))
 # Limits from the app's configuration, for tasks that set none: CT_CONFIG_LIMITS="1,3".
@@ -22,7 +27,10 @@ if os.environ.get("CT_CONFIG_LIMITS"):
     app.conf.task_soft_time_limit, app.conf.task_time_limit = soft_limit, hard_limit
 if os.environ.get("CT_ENABLE_LIMITS") == "1":
     cap = os.environ.get("CT_MAX_ABANDONED")
-    enable_time_limits(app, max_abandoned_threads=int(cap) if cap else None)
+    enable_time_limits(
+        app, max_abandoned_threads=int(cap) if cap else None,
+        interrupt_blocking=os.environ.get("CT_INTERRUPT_BLOCKING") != "0",
+    )
 
 
 def _pause(seconds: float) -> None:
@@ -98,8 +106,54 @@ def stubborn_cpu(seconds: float) -> str:
 
 @app.task
 def stuck(seconds: float) -> str:
-    """One long blocking call: a worker thread cannot be interrupted inside it."""
-    time.sleep(seconds)
+    """One long wait in C that no patch reaches (a raw lock): a worker thread cannot be
+    interrupted inside it."""
+    lock = threading.Lock()
+    lock.acquire()
+    lock.acquire(timeout=seconds)
+    return "finished"
+
+
+def _block_once(kind: str, port: int, pid_file: str) -> None:
+    """One call that blocks for far longer than any limit, of the kind users write."""
+    if kind == "sleep":
+        time.sleep(30)
+    elif kind == "socket":  # a local server that accepts and never answers
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.recv(1024)
+    elif kind == "queue":
+        queue.Queue().get()
+    elif kind == "event":
+        threading.Event().wait()
+    elif kind == "lock":  # C that no patch reaches: a callback releases it at the limit
+        lock = threading.Lock()
+        lock.acquire()
+        on_timeout(lock.release)
+        lock.acquire()
+        time.sleep(30)  # the timeout lands as the acquire returns: never reached
+    elif kind == "subprocess":
+        child = subprocess.Popen(["sleep", "30"])
+        with open(pid_file, "a") as pids:
+            pids.write(f"{child.pid}\n")
+        child.wait()
+    else:
+        raise ValueError(f"unknown kind of blocking call: {kind!r}")
+
+
+@app.task
+def blocked(kind: str, port: int = 0, pid_file: str = "") -> str:
+    """Blocked in one call: the soft limit ends it (the task does not catch it)."""
+    _block_once(kind, port, pid_file)
+    return "finished"
+
+
+@app.task
+def blocked_twice(kind: str, port: int = 0, pid_file: str = "") -> str:
+    """Catches the soft limit and blocks again: only the hard limit ends it."""
+    try:
+        _block_once(kind, port, pid_file)
+    except SoftTimeLimitExceeded:
+        _block_once(kind, port, pid_file)
     return "finished"
 
 

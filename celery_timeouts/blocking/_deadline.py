@@ -1,0 +1,130 @@
+"""Where a patched blocking call must stop waiting, and what it raises there.
+
+Only scopes enforced by the watchdog thread count (the thread backend): the main thread
+has SIGALRM and greenlets have their hub, so there every call stays stock. A call waits
+at most until the earliest deadline among the thread's unfired thread-backend scopes;
+there it takes the timeout from the watchdog (`WatchdogBackend.take`: delivered once,
+by whoever gets there first) and raises it as the watchdog would have injected it.
+
+The functions that wait are `@protected`: while a thread sits in one, the watchdog does
+not inject (it retries), so the timeout cannot land twice or inside our own cleanup.
+"""
+
+from __future__ import annotations
+
+import _thread
+import math
+import os
+import threading
+from collections.abc import Callable
+from time import monotonic as _monotonic
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._context import is_green_patched
+from .._scope import _innermost
+from .._unwind import protected
+from ..backends import get_backend
+
+if TYPE_CHECKING:
+    from .._scope import TimeoutScope
+    from ..backends.watchdog import WatchdogBackend
+
+_T = TypeVar("_T")
+
+# What a `wait` passed to `until_deadline` returns when its bound, not the event it
+# waited for, ended it.
+TIMED_OUT: Any = object()
+
+_watchdog: WatchdogBackend | None = None
+
+
+def watchdog() -> WatchdogBackend:
+    global _watchdog
+    if _watchdog is None:
+        _watchdog = get_backend("thread")  # type: ignore[assignment]
+    assert _watchdog is not None
+    return _watchdog
+
+
+# The main thread's kernel id, as `_context.is_main_thread` compares (gevent's patching
+# gives threads greenlet idents), kept here: `threading.main_thread()` costs 0.3 us a call.
+_main_native_id = threading.main_thread().native_id
+_get_native_id = _thread.get_native_id
+
+
+def _after_fork_in_child() -> None:
+    global _main_native_id
+    _main_native_id = threading.main_thread().native_id  # the forking thread now
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def in_worker_thread() -> bool:
+    """True in an OS thread that is not the main thread, in a process without green
+    threads: where only the watchdog's injections reach, and only in Python code."""
+    return _get_native_id() != _main_native_id and not is_green_patched()
+
+
+def limiting_scope() -> TimeoutScope | None:
+    """The scope whose deadline ends a blocking call made here and now; None: stock."""
+    scope = _innermost.get()
+    if scope is None or not in_worker_thread():
+        return None
+    thread_backend = _watchdog or watchdog()
+    earliest = None
+    while scope is not None:
+        if scope._backend is thread_backend and not scope._fired and (
+            earliest is None or scope._deadline < earliest._deadline
+        ):
+            earliest = scope
+        scope = scope._parent
+    return earliest
+
+
+@protected
+def expire(scope: TimeoutScope) -> None:
+    """The wait reached `scope`'s deadline: raise its timeout here, as if injected
+    (`ScopeTimeout`, or a catchable scope's public exception). Returns only if the
+    watchdog delivered it already."""
+    if (_watchdog or watchdog()).take(scope):
+        raise scope._unwinding() from None
+
+
+@protected
+def until_deadline(
+    scope: TimeoutScope,
+    timeout: float | None,
+    wait: Callable[[float], _T],
+    stock: Callable[[float | None], _T],
+) -> _T:
+    """Wait as `stock(timeout)` would, but no longer than `scope`'s deadline.
+
+    `wait(bound)` waits at most `bound` seconds and returns `TIMED_OUT` if the bound
+    ended it. `stock(t)` is the original call with the caller's own timeout `t`, used
+    when that timeout ends first. A wait that wakes before the deadline looks at the
+    deadline again and goes on: this is the seam for waking a wait early (a future
+    `scope.cancel()`/`reschedule()` moves the deadline, then wakes the thread).
+    """
+    now = _monotonic()
+    own = timeout  # what the caller asked for, passed unchanged on the first round
+    try:
+        end = None if timeout is None else now + timeout
+    except TypeError:
+        return stock(timeout)  # the original names the bad value
+    if end is not None and math.isnan(end):
+        return stock(timeout)
+    while True:
+        left = scope._deadline - now
+        if left <= 0:
+            expire(scope)  # raises, unless the watchdog delivered it first: then stock
+            return stock(own)
+        if end is not None and end - now <= left:
+            return stock(own)
+        result = wait(left)
+        if result is not TIMED_OUT:
+            return result
+        now = _monotonic()
+        if end is not None:
+            own = max(end - now, 0.0)
