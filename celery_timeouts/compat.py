@@ -252,7 +252,7 @@ class _Timer:
 class _Clock:
     """A thread's or greenlet's own SIGALRM disposition and ITIMER_REAL."""
 
-    __slots__ = ("delivery", "driver", "generation", "handler", "owner", "timer")
+    __slots__ = ("delivery", "driver", "generation", "handler", "owner", "ringing", "timer")
 
     def __init__(self, driver: _Driver, owner: object) -> None:
         self.driver = driver
@@ -261,6 +261,7 @@ class _Clock:
         self.timer: _Timer | None = None
         self.generation = 0  # counts the owner's alarm()/setitimer() calls
         self.delivery: Any = None  # a handler's exception on its way in (threads)
+        self.ringing = False  # the watchdog is running the handler (threads)
 
 
 _clocks: ContextVar[_Clock | None] = ContextVar("celery_timeouts_alarm_clock", default=None)
@@ -308,17 +309,56 @@ def _set_timer(
 def _on_deadline(clock: _Clock, timer: _Timer) -> None:
     """The clock's timer expired: what the kernel and the interpreter do for SIGALRM."""
     driver = clock.driver
-    expired = _expire(clock, timer)
-    if expired is None:
-        return
-    handler, generation = expired
-    frame = driver.frame_of(clock.owner)
-    if frame is None:
-        return  # the thread or greenlet has ended
+    clock.ringing = True  # from before the timer is taken until the delivery is set
     try:
-        _run_handler(handler, frame, timer, driver)
-    except BaseException as raised:
-        driver.deliver(clock, generation, raised, timer)
+        expired = _expire(clock, timer)
+        if expired is None:
+            return
+        handler, generation = expired
+        frame = driver.frame_of(clock.owner)
+        if frame is None:
+            return  # the thread or greenlet has ended
+        try:
+            _run_handler(handler, frame, timer, driver)
+        except BaseException as raised:
+            driver.deliver(clock, generation, raised, timer)
+    finally:
+        clock.ringing = False
+
+
+def _thread_alarm_due() -> float | None:
+    """For `celery_timeouts.blocking`: when (time.monotonic) this worker thread's alarm
+    needs the thread out of a patched wait: now while its handler runs or its exception
+    waits to land, else its timer's deadline; None without either."""
+    clock = _clocks.get()
+    if clock is None or not isinstance(clock.driver, _ThreadDriver):
+        return None
+    if clock.owner != native_thread_id():
+        return None  # a clock inherited with a copied context: not this thread's
+    delivery = clock.delivery
+    if clock.ringing or (delivery is not None and delivery._armed and not delivery._fired):
+        return -math.inf
+    timer = clock.timer
+    return None if timer is None else timer.deadline
+
+
+def _thread_alarm_take() -> BaseException | None:
+    """For `celery_timeouts.blocking`: the exception this worker thread's handler raised,
+    taken from the watchdog to be raised by the patched wait itself (as SIGALRM ends a
+    system call with the handler's exception); None if there is none to take."""
+    clock = _clocks.get()
+    if clock is None or not isinstance(clock.driver, _ThreadDriver):
+        return None
+    driver = clock.driver
+    with driver.lock:
+        delivery = clock.delivery
+        if delivery is None or clock.owner != native_thread_id():
+            return None
+        if not driver.take(delivery):
+            return None
+        clock.delivery = None
+        exception: BaseException = delivery._exception
+        return exception
 
 
 def _expire(clock: _Clock, timer: _Timer) -> tuple[_Handler, int] | None:
@@ -427,6 +467,9 @@ class _ThreadDriver(_Driver):
 
     def withdraw(self, delivery: Any) -> None:
         self._watchdog.cancel(delivery)
+
+    def take(self, delivery: Any) -> bool:
+        return self._watchdog.take_delivery(delivery)
 
 
 class _GreenDriver(_Driver):

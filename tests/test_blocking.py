@@ -642,3 +642,81 @@ def test_epoll_wrapper_keeps_the_real_object_api(
     other = select.epoll.fromfd(os.dup(poller.fileno()))
     other.close()
     assert other.closed
+
+
+# -- compat alarms: a thread's own SIGALRM reaches it in a patched wait -------------------
+
+
+class Alarm(Exception):
+    pass
+
+
+def _with_compat_alarm(body: Callable[[], object], handler: Any, delay: float) -> float:
+    """Run `body` in a worker thread inside a long scope, with a compat alarm after `delay`
+    seconds; return how long it took."""
+    from celery_timeouts import compat
+
+    def run() -> float:
+        previous = compat.signal(compat.SIGALRM, handler)
+        start = time.monotonic()
+        try:
+            with portable_timeout(FOREVER):
+                compat.setitimer(compat.ITIMER_REAL, delay)
+                try:
+                    body()
+                finally:
+                    compat.setitimer(compat.ITIMER_REAL, 0)
+        finally:
+            compat.signal(compat.SIGALRM, previous)
+        return time.monotonic() - start
+
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["took"] = run()
+        except BaseException as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(FOREVER * 2)
+    assert not thread.is_alive()
+    if "error" in outcome:
+        raise outcome["error"]
+    return float(outcome["took"])
+
+
+def _raise_alarm(signum: int, frame: object) -> None:
+    raise Alarm(signum)
+
+
+@pytest.mark.parametrize("body", ["one long sleep", "polling sleeps", "queue.get"])
+def test_a_compat_alarm_ends_a_patched_wait_with_its_handlers_exception(body: str) -> None:
+    def one_long_sleep() -> None:
+        time.sleep(FOREVER)
+
+    def polling_sleeps() -> None:
+        while True:
+            time.sleep(0.05)
+
+    def queue_get() -> None:
+        queue.Queue().get()
+
+    bodies = {"one long sleep": one_long_sleep, "polling sleeps": polling_sleeps,
+              "queue.get": queue_get}
+    started = time.monotonic()
+    with pytest.raises(Alarm):
+        _with_compat_alarm(bodies[body], _raise_alarm, 0.3)
+    assert time.monotonic() - started < BOUND
+
+
+def test_a_compat_alarm_whose_handler_returns_lets_the_wait_go_on() -> None:
+    rang: list[float] = []
+
+    def count(signum: int, frame: object) -> None:
+        rang.append(time.monotonic())
+
+    took = _with_compat_alarm(lambda: time.sleep(1.0), count, 0.2)
+    assert len(rang) == 1
+    assert took >= 0.95  # the sleep went on to its end after the handler returned

@@ -20,13 +20,13 @@ import functools
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
 from .._context import is_main_thread, native_thread_id, os_lock
+from .._interpreter import MECHANISMS
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import at_handler_hole, in_protected_code, protected
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .watchdog import WatchdogBackend
 
 # Python 3.13 leaves some loop back-jumps outside their handlers (cpython#130279).
-_INSTRUCTION_DELIVERY = sys.version_info >= (3, 13)
+_INSTRUCTION_DELIVERY = MECHANISMS.instruction_delivery  # 3.13 only (see _interpreter)
 TICK = 0.02  # seconds between the watchdog's looks at the armed green scopes
 GRACE = 0.01  # how long past its deadline the hub's own timer gets before the guard acts
 SIGNAL: int | None = getattr(signal, "SIGURG", None)

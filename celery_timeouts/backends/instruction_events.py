@@ -26,9 +26,14 @@ from types import CodeType, FrameType
 from typing import Any
 
 from .._context import native_thread_id
+from .._interpreter import MECHANISMS
 from .._unwind import handler_holes, in_protected_code
 
-_MONITORING: Any = getattr(sys, "monitoring", None)  # Python 3.12+
+# Python 3.12+; used only where this delivery was verified (see _interpreter).
+_MONITORING: Any = getattr(sys, "monitoring", None) if MECHANISMS.instruction_delivery else None
+# A `with` block's normal exit calls __exit__(None, None, None): CALL 2 (self comes from
+# the stack) up to 3.13, CALL 3 from 3.14.
+_EXIT_CALL_ARG = 3 if sys.version_info >= (3, 14) else 2
 _TOOL_IDS = (3, 4)  # the ids sys.monitoring leaves free (0-2 and 5 are named)
 _NAME = "celery-timeouts"
 
@@ -177,7 +182,7 @@ def _unsafe_offsets(code: CodeType) -> frozenset[int]:
     for index in range(len(instructions) - 3):
         window = instructions[index:index + 4]
         if all(i.opname == "LOAD_CONST" and i.argval is None for i in window[:3]) and (
-            window[3].opname == "CALL" and window[3].arg == 2
+            window[3].opname == "CALL" and window[3].arg == _EXIT_CALL_ARG
         ):
             unsafe.update(i.offset for i in window)
     return frozenset(unsafe)

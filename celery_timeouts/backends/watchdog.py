@@ -264,6 +264,18 @@ class WatchdogBackend(Backend):
         return delivery
 
     @protected
+    def take_delivery(self, delivery: Delivery) -> bool:
+        """The target thread raises `delivery` itself (it waits in a patched blocking call,
+        where nothing is injected): True if it is the caller's to raise, and then it is
+        never injected; False if it was injected or withdrawn already."""
+        with self._lock:
+            if not delivery._armed or delivery._fired:
+                return False
+            delivery._fired = True
+        self.disarm(delivery)
+        return True
+
+    @protected
     def cancel(self, item: Callback | Delivery) -> None:
         """Cancel a callback or withdraw a delivery; a no-op once it ran or landed."""
         self.disarm(item)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import _thread
 import math
 import os
+import sys
 import threading
+import time
 from collections.abc import Callable
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -120,11 +122,61 @@ def until_deadline(
         if left <= 0:
             expire(scope)  # raises, unless the watchdog delivered it first: then stock
             return stock(own)
-        if end is not None and end - now <= left:
+        alarm = _alarm_due(now)
+        if alarm is not None and alarm < left:
+            if alarm <= 0:
+                ring_the_alarm_here()  # raises what its handler raised, or returns
+            else:
+                result = wait(alarm if end is None else min(alarm, end - now))
+                if result is not TIMED_OUT:
+                    return result
+        elif end is not None and end - now <= left:
             return stock(own)
-        result = wait(left)
-        if result is not TIMED_OUT:
-            return result
+        else:
+            result = wait(left)
+            if result is not TIMED_OUT:
+                return result
         now = _monotonic()
         if end is not None:
             own = max(end - now, 0.0)
+            if own <= 0:
+                return stock(0.0)  # the caller's own timeout, as the original ends it
+
+
+# -- compat alarms: a thread's own SIGALRM, emulated by the watchdog (celery_timeouts.compat)
+
+
+def _alarm_due(now: float) -> float | None:
+    """Seconds until this thread's compat alarm needs it out of a patched wait, or None.
+
+    The watchdog runs the alarm's handler at its deadline and would inject what it
+    raises, but never into a thread waiting here: the wait ends at the alarm, as a real
+    SIGALRM ends a system call, and raises it itself (`ring_the_alarm_here`).
+    """
+    compat = sys.modules.get("celery_timeouts.compat")
+    if compat is None:  # no alarm can exist before compat is imported
+        return None
+    due: float | None = compat._thread_alarm_due()
+    return None if due is None else due - now
+
+
+def ring_the_alarm_here() -> None:
+    """This thread's alarm is due: wait while the watchdog runs its handler, then raise
+    what the handler raised, or return (the wait goes on) if it returned, as a system
+    call resumes after a signal handler that returns. Never waits more than
+    `_RING_PATIENCE` for a handler that blocks."""
+    compat = sys.modules["celery_timeouts.compat"]
+    give_up = _monotonic() + _RING_PATIENCE
+    while True:
+        exception = compat._thread_alarm_take()
+        if exception is not None:
+            raise exception
+        due = _alarm_due(_monotonic())
+        if due is None or due > 0 or _monotonic() > give_up:
+            return
+        _stock_sleep(_RING_POLL)
+
+
+_RING_PATIENCE = 1.0
+_RING_POLL = 0.001
+_stock_sleep = time.sleep

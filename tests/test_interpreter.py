@@ -1,0 +1,117 @@
+"""Untested interpreters take the conservative path, by construction (`_interpreter`).
+
+Python 3.14, free-threaded builds and PyPy cannot run on these machines: the decision is
+a pure function of the interpreter's facts, tested here for each of them.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import pytest
+
+from celery_timeouts import _interpreter
+from celery_timeouts._interpreter import Interpreter, Mechanisms, mechanisms_for
+
+
+@pytest.mark.parametrize("version", [(3, 10), (3, 11), (3, 12)])
+def test_verified_cpython_injects_and_needs_no_instruction_events(
+    version: tuple[int, int],
+) -> None:
+    assert mechanisms_for(Interpreter("cpython", version, False)) == Mechanisms(
+        None, False, None
+    )
+
+
+def test_cpython_3_13_delivers_at_the_next_safe_instruction() -> None:
+    assert mechanisms_for(Interpreter("cpython", (3, 13), False)) == Mechanisms(
+        None, True, None
+    )
+
+
+@pytest.mark.parametrize("version", [(3, 14), (3, 15), (4, 0)])
+def test_newer_cpython_injects_but_raises_at_exit_where_a_loop_could_skip_handlers(
+    version: tuple[int, int],
+) -> None:
+    mechanisms = mechanisms_for(Interpreter("cpython", version, False))
+    assert mechanisms.injection_refused is None
+    assert mechanisms.instruction_delivery is False
+    assert mechanisms.unverified is not None
+    assert f"CPython {version[0]}.{version[1]} is newer than the newest verified (3.13)" in (
+        mechanisms.unverified
+    )
+    assert "raised when its scope exits" in mechanisms.unverified
+
+
+@pytest.mark.parametrize("version", [(3, 13), (3, 14)])
+def test_free_threaded_builds_refuse_injection_with_the_reason_and_the_way_out(
+    version: tuple[int, int],
+) -> None:
+    mechanisms = mechanisms_for(Interpreter("cpython", version, True))
+    assert mechanisms.instruction_delivery is False
+    assert mechanisms.injection_refused is not None
+    assert "free-threaded" in mechanisms.injection_refused
+    assert "backend='signal'" in mechanisms.injection_refused
+
+
+def test_other_implementations_refuse_injection() -> None:
+    mechanisms = mechanisms_for(Interpreter("pypy", (3, 10), False))
+    assert mechanisms.injection_refused is not None
+    assert mechanisms.injection_refused.startswith("pypy has no PyThreadState_SetAsyncExc")
+    assert mechanisms.instruction_delivery is False
+
+
+def test_this_interpreter_is_a_verified_one() -> None:
+    # CI runs 3.10, 3.11 and 3.13 builds with the GIL: none may take the conservative path.
+    assert _interpreter.MECHANISMS.injection_refused is None
+    assert _interpreter.MECHANISMS.unverified is None
+    assert _interpreter.MECHANISMS.instruction_delivery is (sys.version_info >= (3, 13))
+
+
+def test_an_unverified_interpreter_warns_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        _interpreter, "MECHANISMS", mechanisms_for(Interpreter("cpython", (3, 14), False))
+    )
+    monkeypatch.setattr(_interpreter, "_warned", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _interpreter.warn_once_if_unverified()
+        _interpreter.warn_once_if_unverified()
+    assert [str(w.message) for w in caught] == [
+        "celery-timeouts: " + str(_interpreter.MECHANISMS.unverified)
+    ]
+    assert caught[0].category is RuntimeWarning
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 12),
+    reason="the exit call is LOAD_CONST None x3 + CALL from 3.12 (3.11 adds a PRECALL); "
+    "instruction delivery runs only on 3.13",
+)
+def test_a_with_blocks_exit_call_is_never_a_delivery_point() -> None:
+    import dis
+
+    from celery_timeouts.backends.instruction_events import _unsafe_offsets
+
+    def body(manager: object) -> int:
+        total = 0
+        with manager:  # type: ignore[attr-defined]
+            total += 1
+        return total
+
+    instructions = list(dis.get_instructions(body))
+    unsafe = _unsafe_offsets(body.__code__)
+
+    def after_three_nones(index: int) -> bool:
+        before = instructions[max(index - 3, 0):index]
+        return len(before) == 3 and all(
+            i.opname == "LOAD_CONST" and i.argval is None for i in before
+        )
+
+    exit_calls = [
+        call for index, call in enumerate(instructions)
+        if call.opname == "CALL" and after_three_nones(index)
+    ]
+    assert exit_calls, dis.Bytecode(body).dis()
+    assert all(call.offset in unsafe for call in exit_calls)
