@@ -51,10 +51,15 @@ class SignalBackend(Backend):
     def arm(self, scope: TimeoutScope) -> None:
         active = self._active
         active.append(scope)
-        if len(active) == 1:
-            self._enter_outermost(scope)
-        elif scope._deadline < self._armed_for:
-            self._set_timer(scope._deadline)
+        try:
+            if len(active) == 1:
+                self._enter_outermost(scope)
+            elif scope._deadline < self._armed_for:
+                self._set_timer(scope._deadline)
+        except BaseException:
+            # Entry failed: leave no trace (each step above changes nothing if it fails).
+            active.remove(scope)
+            raise
 
     @protected
     def disarm(self, scope: TimeoutScope) -> None:
@@ -75,14 +80,20 @@ class SignalBackend(Backend):
     def _enter_outermost(self, scope: TimeoutScope) -> None:
         current = _signal.getsignal(signal.SIGALRM)
         if current is not self._handler:
+            _signal.signal(signal.SIGALRM, self._handler)
             # With the default disposition (an int here, not the enum) there is nothing
             # to restore: our handler stays and acts as the default outside scopes.
             if current != _signal.SIG_DFL and current is not None:
                 self._restore_handler = current
-            _signal.signal(signal.SIGALRM, self._handler)
-        old_delay, old_interval = _signal.setitimer(
-            signal.ITIMER_REAL, max(scope._deadline - time.monotonic(), _MIN_DELAY)
-        )
+        try:
+            old_delay, old_interval = _signal.setitimer(
+                signal.ITIMER_REAL, max(scope._deadline - time.monotonic(), _MIN_DELAY)
+            )
+        except BaseException:
+            if self._restore_handler is not _NOTHING:
+                _signal.signal(signal.SIGALRM, self._restore_handler)
+                self._restore_handler = _NOTHING
+            raise
         self._armed_for = scope._deadline
         if old_delay > 0:
             user_deadline = time.monotonic() + old_delay
