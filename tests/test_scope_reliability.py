@@ -274,3 +274,94 @@ def test_asyncio_entry_failure_leaves_nothing_scheduled() -> None:
                 await asyncio.sleep(5)
 
     asyncio.run(main())
+
+
+# -- the environment override -------------------------------------------------------------------
+
+
+def test_an_override_that_cannot_run_here_is_refused_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from celery_timeouts import BackendUnavailable
+
+    with portable_timeout(1):  # the signal backend exists from here on
+        pass
+    monkeypatch.setenv("CELERY_TIMEOUTS_BACKEND", "signal")
+
+    def attempts() -> list[str]:
+        refusals = []
+        for _ in range(2):
+            try:
+                with portable_timeout(0.2):
+                    spin(0.4)
+            except BackendUnavailable as error:
+                refusals.append(str(error))
+        return refusals
+
+    refusals = run_in_thread(attempts)
+    assert len(refusals) == 2, refusals
+    assert "CELERY_TIMEOUTS_BACKEND" in refusals[0] and "main thread" in refusals[0]
+    with portable_timeout(1) as scope:  # where it can run, it is used
+        pass
+    assert scope.backend == "signal"
+    nothing_leaks_outside_scopes(0.2)
+
+
+def test_detect_backend_reports_the_override_and_its_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from celery_timeouts import detect_backend
+
+    monkeypatch.setenv("CELERY_TIMEOUTS_BACKEND", "thread")
+    choice = detect_backend()
+    assert choice.name == "thread"
+    assert "CELERY_TIMEOUTS_BACKEND='thread'" in choice.reason and "'signal'" in choice.reason
+    with portable_timeout(1) as scope:
+        pass
+    assert scope.backend == choice.name
+    monkeypatch.setenv("CELERY_TIMEOUTS_BACKEND", "signal")
+    in_thread = run_in_thread(detect_backend)
+    assert in_thread.name == "signal" and "raise BackendUnavailable" in in_thread.reason
+    monkeypatch.setenv("CELERY_TIMEOUTS_BACKEND", "Auto")
+    assert detect_backend().name == "signal"
+    monkeypatch.setenv("CELERY_TIMEOUTS_BACKEND", "fast")
+    with pytest.raises(ValueError, match="CELERY_TIMEOUTS_BACKEND 'fast'"):
+        detect_backend()
+
+
+GEVENT_OVERRIDE_IN_A_THREAD = """
+import threading
+from celery_timeouts import BackendUnavailable, portable_timeout
+outcomes = []
+def attempt():
+    for _ in range(2):
+        try:
+            with portable_timeout(0.1):
+                end = __import__("time").monotonic() + 0.5
+                while __import__("time").monotonic() < end:
+                    pass
+            outcomes.append("ran to the end")
+        except BackendUnavailable as error:
+            outcomes.append("refused" if "CELERY_TIMEOUTS_BACKEND" in str(error) else str(error))
+thread = threading.Thread(target=attempt)
+thread.start()
+thread.join()
+print(outcomes)
+"""
+
+
+def test_a_gevent_override_in_a_plain_thread_is_refused() -> None:
+    completed = run_python(
+        GEVENT_OVERRIDE_IN_A_THREAD, env={"CELERY_TIMEOUTS_BACKEND": "gevent"}, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.strip() == "['refused', 'refused']", completed.stdout
+
+
+def test_a_bad_override_stops_a_script_at_its_first_scope() -> None:
+    code = "from celery_timeouts import portable_timeout\nwith portable_timeout(1):\n    pass\n"
+    completed = run_python(code, env={"CELERY_TIMEOUTS_BACKEND": "bogus"}, timeout=60)
+    assert completed.returncode == 1
+    assert "ValueError: unknown environment variable CELERY_TIMEOUTS_BACKEND 'bogus'" in (
+        completed.stderr
+    ), completed.stderr
