@@ -8,9 +8,11 @@ helpers act on the innermost active scope of the current thread, greenlet or tas
 from __future__ import annotations
 
 import math
+import sys
 import time
+from types import FrameType
 
-from ._scope import TimeoutScope, current_scope
+from ._scope import ScopeState, TimeoutScope, current_scope
 from .backends.base import Backend
 
 
@@ -38,6 +40,8 @@ def check() -> None:
     if now < deadline:
         return
     owner = _earliest_expired(scope, now)
+    if owner is None:
+        return  # the expired scopes' bodies are not running here (suspended generators)
     if owner._backend is not None:
         owner._backend.claim(owner)  # the backend must not deliver it a second time
     raise owner._unwinding()
@@ -70,17 +74,34 @@ def sleep(seconds: float) -> None:
             backend.sleep(chunk)
 
 
-def _earliest_expired(scope: TimeoutScope, now: float) -> TimeoutScope:
-    """The enclosing scope whose deadline passed first (one exists: the caller checked)."""
-    best = scope
+def _earliest_expired(scope: TimeoutScope, now: float) -> TimeoutScope | None:
+    """The enclosing scope whose deadline passed first, among those whose body is running
+    here: not a generator's scope seen by its consumer while the generator is suspended."""
+    best = None
     best_deadline = math.inf
     node: TimeoutScope | None = scope
     while node is not None:
         deadline = node.deadline
-        if deadline is not None and deadline <= now and deadline < best_deadline:
+        if (
+            deadline is not None and deadline <= now and deadline < best_deadline
+            and node._state is ScopeState.ACTIVE and _body_running(node)
+        ):
             best, best_deadline = node, deadline
         node = node._parent
     return best
+
+
+def _body_running(scope: TimeoutScope) -> bool:
+    """Is the frame holding the scope's `with` on this stack (where a backend recorded it)?"""
+    entry = getattr(scope, "_entry_frame", None)
+    if entry is None:
+        return True
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        if frame is entry:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _nearest_backend(scope: TimeoutScope | None) -> Backend | None:

@@ -5,6 +5,7 @@ that use SIGALRM themselves."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -365,3 +366,112 @@ def test_a_bad_override_stops_a_script_at_its_first_scope() -> None:
     assert "ValueError: unknown environment variable CELERY_TIMEOUTS_BACKEND 'bogus'" in (
         completed.stderr
     ), completed.stderr
+
+
+# -- a timeout reaches only its own scope's code -------------------------------------------------
+
+
+def timed_generator(limit: float, work: float) -> Iterator[int]:
+    with portable_timeout(limit):
+        yield 1
+        spin(work)
+        yield 2
+
+
+def consume_a_suspended_generator() -> None:
+    from celery_timeouts import check, sleep
+
+    suspended = timed_generator(0.2, 0)
+    next(suspended)
+    spin(0.5)  # the generator's deadline passes while its consumer runs
+    check()
+    sleep(0.05)
+    with pytest.raises(TaskTimeout):  # at its resumption or its scope's exit
+        list(suspended)
+    resumed = timed_generator(0.2, 5)
+    next(resumed)
+    spin(0.4)
+    started = time.monotonic()
+    with pytest.raises(TaskTimeout):
+        next(resumed)  # interrupted while it runs again
+    assert time.monotonic() - started < 2
+    nothing_leaks_outside_scopes(0.2)
+
+
+def test_a_generator_suspended_in_a_scope_gets_its_timeout_not_its_consumer() -> None:
+    consume_a_suspended_generator()  # the signal backend
+    run_in_thread(consume_a_suspended_generator)  # the watchdog
+
+
+def test_a_consumer_scope_around_a_suspended_generator_keeps_its_own_deadline() -> None:
+    def body() -> None:
+        suspended = timed_generator(0.1, 0)
+        next(suspended)
+        with pytest.raises(TaskTimeout) as info, portable_timeout(0.5) as mine:
+            spin(5)
+        assert mine.fired and "0.5 s" in str(info.value)
+        with pytest.raises(TaskTimeout):
+            list(suspended)
+        assert current_scope() is None
+
+    body()
+    run_in_thread(body)
+
+
+def test_a_signal_scope_left_in_another_thread_is_refused_and_cleaned_up() -> None:
+    calls: list[int] = []
+
+    def mine(signum: int, frame: object) -> None:
+        calls.append(signum)
+
+    previous = signal.signal(signal.SIGALRM, mine)
+    try:
+        scope = portable_timeout(0.3)
+        scope.__enter__()
+        with pytest.raises(RuntimeError, match="left in another thread or context"):
+            run_in_thread(lambda: scope.__exit__(None, None, None))
+        deadline = time.monotonic() + 5
+        while signal.getsignal(signal.SIGALRM) is not mine and time.monotonic() < deadline:
+            time.sleep(0.01)  # the main thread puts the handler back at its next signal
+        assert signal.getsignal(signal.SIGALRM) is mine
+        assert current_scope() is None
+        nothing_leaks_outside_scopes(0.5)
+        a_short_scope_still_fires()
+        assert signal.getsignal(signal.SIGALRM) is mine and calls == []
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_thread_scope_left_in_another_thread_keeps_the_entering_chain_intact() -> None:
+    from celery_timeouts import check, sleep
+
+    entered = threading.Event()
+    left = threading.Event()
+    errors: list[BaseException] = []
+    holder: list[Any] = []
+
+    def enter() -> None:
+        with portable_timeout(5) as outer:
+            scope = portable_timeout(0.2)
+            scope.__enter__()
+            holder.append(scope)
+            entered.set()
+            left.wait(10)
+            try:
+                assert current_scope() is outer
+                spin(0.4)
+                check()
+                sleep(0.05)
+                assert current_scope() is outer
+            except BaseException as error:
+                errors.append(error)
+        assert current_scope() is None
+
+    thread = threading.Thread(target=enter)
+    thread.start()
+    entered.wait(10)
+    with pytest.raises(RuntimeError, match="left in another thread or context"):
+        holder[0].__exit__(None, None, None)
+    left.set()
+    thread.join()
+    assert errors == []

@@ -15,11 +15,12 @@ import _signal  # type: ignore[import-not-found]
 import math
 import os
 import signal
+import sys
 import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from .._context import signal_unavailable_reason
+from .._context import is_main_thread, signal_unavailable_reason
 from .._unwind import at_handler_hole, in_protected_code, protected
 from .base import Backend
 
@@ -30,6 +31,8 @@ _NOTHING: Any = object()
 _IDLE = math.inf  # _armed_for when the itimer is not ours (never compared as "earlier")
 _MIN_DELAY = 1e-6  # setitimer(…, 0) would disarm instead of firing at once
 _RETRY_DELAY = 0.0005  # when the signal lands in library code, try again shortly
+# When a body is suspended (a generator at a `yield`): look again after these delays.
+_RETRY_DELAYS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 
 
 class SignalBackend(Backend):
@@ -41,6 +44,7 @@ class SignalBackend(Backend):
         self._handler = self._on_sigalrm  # one bound method, so identity checks work
         self._restore_handler: Any = _NOTHING  # user's handler, put back at the outermost exit
         self._user_timer: tuple[float, float] | None = None  # (deadline, interval)
+        self._leave_pending = False  # the outermost scope was left in another thread
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_in_child)
 
@@ -49,6 +53,10 @@ class SignalBackend(Backend):
 
     @protected
     def arm(self, scope: TimeoutScope) -> None:
+        # The frame holding the `with` (arm <- __enter__, which is _enter <- it): the
+        # timeout is delivered only while it is on the stack (not to the consumer of a
+        # generator suspended inside the scope). Dropped on disarm (a reference cycle).
+        scope._entry_frame = sys._getframe(2)
         active = self._active
         active.append(scope)
         try:
@@ -71,13 +79,16 @@ class SignalBackend(Backend):
                 if candidate is scope:
                     del active[index]
                     break
+        scope._entry_frame = None
         if not active:
             self._leave_outermost()
-        elif scope._deadline <= self._armed_for:
+        elif scope._deadline <= self._armed_for or scope._fire_attempts:
             self._rearm()
 
     @protected
     def _enter_outermost(self, scope: TimeoutScope) -> None:
+        if self._leave_pending:  # the last outermost scope was left in another thread
+            self._finish_leaving()
         current = _signal.getsignal(signal.SIGALRM)
         if current is not self._handler:
             _signal.signal(signal.SIGALRM, self._handler)
@@ -105,6 +116,18 @@ class SignalBackend(Backend):
     def _leave_outermost(self) -> None:
         _signal.setitimer(signal.ITIMER_REAL, 0)
         _checkpoint()  # a SIGALRM from our timer that is still pending is handled here
+        if self._restore_handler is not _NOTHING and not is_main_thread():
+            # Left in another thread (a misuse the scope reports): only the main thread
+            # may put a handler back, so ring it there at once and finish leaving then.
+            self._leave_pending = True
+            self._set_timer(time.monotonic())
+            return
+        self._finish_leaving()
+
+    @protected
+    def _finish_leaving(self) -> None:
+        """Put back the user's handler and pending timer (in the main thread)."""
+        self._leave_pending = False
         self._armed_for = _IDLE  # from now on, a SIGALRM is not ours
         if self._restore_handler is not _NOTHING:
             if _signal.getsignal(signal.SIGALRM) is self._handler:
@@ -123,8 +146,11 @@ class SignalBackend(Backend):
 
     @protected
     def _rearm(self) -> None:
-        """Arm the itimer for the earliest pending deadline (ours or the user's)."""
-        pending = [s._deadline for s in self._active if not s._fired]
+        """Arm the itimer for the earliest pending deadline (ours or the user's); a scope
+        whose body is suspended is looked at again at its next retry."""
+        pending = [
+            s._handle if s._fire_attempts else s._deadline for s in self._active if not s._fired
+        ]
         if self._user_timer is not None:
             pending.append(self._user_timer[0])
         if pending:
@@ -137,9 +163,11 @@ class SignalBackend(Backend):
     def _on_sigalrm(self, signum: int, frame: FrameType | None) -> None:
         now = time.monotonic()
         if not self._active:
+            if self._leave_pending:  # rung by a scope left in another thread
+                self._finish_leaving()
             # Our timer's signal can arrive once the last scope is gone from the list,
             # while its exit is still disarming: then it is ours, and late; ignore it.
-            if self._armed_for is _IDLE:
+            elif self._armed_for is _IDLE:
                 self._act_as_displaced(signum, frame)
             return
         user = self._user_timer
@@ -152,7 +180,13 @@ class SignalBackend(Backend):
         if frame is not None and (in_protected_code(frame) or at_handler_hole(frame)):
             self._set_timer(now + _RETRY_DELAY)  # land it a moment later, in the body
             return
-        target = min(due, key=_deadline_of)
+        running = [s for s in due if _body_running(s, frame)]
+        if len(running) < len(due):
+            _retry_later(due, running, now)
+            if not running:
+                self._rearm()
+                return
+        target = min(running, key=_deadline_of)
         target._fired = True
         self._rearm()
         raise target._unwinding()
@@ -189,6 +223,27 @@ class SignalBackend(Backend):
 
 def _deadline_of(scope: TimeoutScope) -> float:
     return scope._deadline
+
+
+def _body_running(scope: TimeoutScope, frame: FrameType | None) -> bool:
+    """Is the frame holding the scope's `with` on the interrupted stack? Not while a
+    generator is suspended at a `yield` inside the scope: its consumer runs then."""
+    entry = scope._entry_frame
+    while frame is not None:
+        if frame is entry:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _retry_later(due: list[TimeoutScope], running: list[TimeoutScope], now: float) -> None:
+    """Due scopes whose bodies are suspended: look again later, less and less often; if
+    the body never runs again before its exit, the scope raises there (`_fire_attempts`)."""
+    for scope in due:
+        if scope not in running and (not scope._fire_attempts or scope._handle <= now):
+            scope._fire_attempts += 1
+            step = min(scope._fire_attempts, len(_RETRY_DELAYS)) - 1
+            scope._handle = now + _RETRY_DELAYS[step]
 
 
 def _checkpoint() -> None:
