@@ -475,3 +475,87 @@ def test_a_thread_scope_left_in_another_thread_keeps_the_entering_chain_intact()
     left.set()
     thread.join()
     assert errors == []
+
+
+# -- the body's own SIGALRM use ---------------------------------------------------------------
+
+
+@pytest.fixture
+def user_handler() -> Iterator[list[str]]:
+    """A SIGALRM handler of the user's, installed before the scopes; restored after."""
+    calls: list[str] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: calls.append("user"))
+    try:
+        yield calls
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def replaces_the_handler() -> None:
+    signal.signal(signal.SIGALRM, lambda signum, frame: None)
+    spin(0.6)
+
+
+def ignores_the_signal() -> None:
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    spin(0.6)
+
+
+def replaces_then_restores_the_handler() -> None:
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: None)
+    spin(0.5)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def rearms_the_timer() -> None:
+    signal.alarm(30)
+    spin(0.6)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [replaces_the_handler, ignores_the_signal, replaces_then_restores_the_handler,
+     rearms_the_timer],
+)
+def test_a_passed_deadline_holds_whatever_the_body_does_with_sigalrm(
+    body: Any, user_handler: list[str]
+) -> None:
+    with pytest.raises(TaskTimeout), portable_timeout(0.2) as scope:
+        body()
+    assert scope.fired
+    assert current_scope() is None
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, lambda signum, frame: user_handler.append("user"))
+    a_short_scope_still_fires()
+    nothing_leaks_outside_scopes(0.2)
+    assert "user" not in user_handler
+
+
+def test_a_timer_the_body_armed_is_still_pending_after_the_scope(user_handler: list[str]) -> None:
+    with portable_timeout(5):
+        signal.alarm(1)
+        spin(0.1)
+    left, _ = signal.getitimer(signal.ITIMER_REAL)
+    assert 0.5 < left <= 0.9, left
+    deadline = time.monotonic() + 5
+    while not user_handler and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert user_handler == ["user"]
+
+
+def test_a_timer_the_body_armed_rings_inside_the_scope(user_handler: list[str]) -> None:
+    with portable_timeout(5) as scope:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        spin(0.4)
+        assert user_handler == ["user"]
+    assert not scope.fired
+
+
+def test_a_repeating_timer_the_body_set_keeps_repeating(user_handler: list[str]) -> None:
+    with portable_timeout(5), portable_timeout(4):
+        signal.setitimer(signal.ITIMER_REAL, 0.1, 0.1)
+        spin(0.35)
+    assert len(user_handler) >= 2
+    assert signal.getitimer(signal.ITIMER_REAL)[1] == pytest.approx(0.1)
+    signal.setitimer(signal.ITIMER_REAL, 0)

@@ -31,6 +31,9 @@ _NOTHING: Any = object()
 _IDLE = math.inf  # _armed_for when the itimer is not ours (never compared as "earlier")
 _MIN_DELAY = 1e-6  # setitimer(…, 0) would disarm instead of firing at once
 _RETRY_DELAY = 0.0005  # when the signal lands in library code, try again shortly
+# How far an itimer read back may be from what we set and still be ours.
+_TIMER_TOLERANCE = 0.002
+_REMEMBERED = 8  # how many of the deadlines we set are remembered
 # When a body is suspended (a generator at a `yield`): look again after these delays.
 _RETRY_DELAYS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 
@@ -45,6 +48,9 @@ class SignalBackend(Backend):
         self._restore_handler: Any = _NOTHING  # user's handler, put back at the outermost exit
         self._user_timer: tuple[float, float] | None = None  # (deadline, interval)
         self._leave_pending = False  # the outermost scope was left in another thread
+        self._handled_at = -math.inf  # when our handler last ran (time.monotonic)
+        # When the kernel rings the itimers we set lately: [earliest, latest] (_is_ours)
+        self._recent: list[list[float]] = []
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_in_child)
 
@@ -71,6 +77,11 @@ class SignalBackend(Backend):
 
     @protected
     def disarm(self, scope: TimeoutScope) -> None:
+        if (
+            not scope._fired and not scope._fire_attempts
+            and scope._deadline <= time.monotonic() and self._signal_went_elsewhere(scope)
+        ):
+            scope._fire_attempts += 1  # the deadline holds: raised as the scope exits
         active = self._active
         if active and active[-1] is scope:
             active.pop()
@@ -86,6 +97,20 @@ class SignalBackend(Backend):
             self._rearm()
 
     @protected
+    def _signal_went_elsewhere(self, scope: TimeoutScope) -> bool:
+        """The deadline passed, and our handler never saw it: the body replaced it or
+        ignored SIGALRM, or set the timer itself (then its own alarm is pending)."""
+        _checkpoint()  # our SIGALRM, if it is pending, is handled here
+        if self._handled_at >= scope._deadline:
+            return False  # it was seen: it lands in the body, or lost the race to the exit
+        if _signal.getsignal(signal.SIGALRM) is not self._handler:
+            return True
+        now = time.monotonic()
+        timer = _signal.getitimer(signal.ITIMER_REAL)
+        # Still armed by us and not yet rung (the kernel's clock is a hair behind)?
+        return not (timer[0] > 0 and self._is_ours(timer, now, time.monotonic()))
+
+    @protected
     def _enter_outermost(self, scope: TimeoutScope) -> None:
         if self._leave_pending:  # the last outermost scope was left in another thread
             self._finish_leaving()
@@ -96,10 +121,9 @@ class SignalBackend(Backend):
             # to restore: our handler stays and acts as the default outside scopes.
             if current != _signal.SIG_DFL and current is not None:
                 self._restore_handler = current
+        self._recent = []
         try:
-            old_delay, old_interval = _signal.setitimer(
-                signal.ITIMER_REAL, max(scope._deadline - time.monotonic(), _MIN_DELAY)
-            )
+            old_delay, old_interval = self._setitimer(scope._deadline)
         except BaseException:
             if self._restore_handler is not _NOTHING:
                 _signal.signal(signal.SIGALRM, self._restore_handler)
@@ -114,7 +138,10 @@ class SignalBackend(Backend):
 
     @protected
     def _leave_outermost(self) -> None:
-        _signal.setitimer(signal.ITIMER_REAL, 0)
+        now = time.monotonic()
+        old = self._setitimer(None)
+        if old[0] and not self._is_ours(old, now, time.monotonic()):
+            self._adopt(old, now)  # the body's own alarm: pending after the scope too
         _checkpoint()  # a SIGALRM from our timer that is still pending is handled here
         if self._restore_handler is not _NOTHING and not is_main_thread():
             # Left in another thread (a misuse the scope reports): only the main thread
@@ -141,8 +168,63 @@ class SignalBackend(Backend):
 
     @protected
     def _set_timer(self, deadline: float) -> None:
-        _signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), _MIN_DELAY))
+        now = time.monotonic()
+        old = self._setitimer(deadline)
+        if not self._is_ours(old, now, time.monotonic()):
+            # The body set the timer itself (alarm() in a scope): it is the user's now,
+            # as it would have replaced the user's without us; it stays pending.
+            self._adopt(old, now)
+            user = self._user_timer
+            if user is not None and user[0] < deadline:
+                self._setitimer(user[0])
+                deadline = user[0]
         self._armed_for = deadline
+
+    def _setitimer(self, deadline: float | None) -> tuple[float, float]:
+        """Set the itimer for `deadline` (None: disarm it), noting when the kernel will
+        ring it: between the delay added to the time before the call and after it."""
+        recent = self._recent
+        if len(recent) >= _REMEMBERED:
+            del recent[0]
+        if deadline is None:
+            recent.append([-math.inf, -math.inf])
+            return _signal.setitimer(signal.ITIMER_REAL, 0)  # type: ignore[no-any-return]
+        before = time.monotonic()
+        delay = max(deadline - before, _MIN_DELAY)
+        # Noted before the call: a handler may run and look between the call and the note.
+        entry = [before + delay, math.inf]
+        recent.append(entry)
+        old: tuple[float, float] = _signal.setitimer(signal.ITIMER_REAL, delay)
+        entry[1] = time.monotonic() + delay
+        return old
+
+    def _is_ours(self, timer: tuple[float, float], before: float, after: float) -> bool:
+        """Could this itimer value, read between `before` and `after`, come from one we
+        set since the outermost scope began?
+
+        Any of them, not just the last: a handler run between our setting the timer and
+        noting it may have set another (its retry)."""
+        delay, interval = timer
+        if interval:
+            return False  # we never set a repeating timer
+        low, high = before - _TIMER_TOLERANCE, after + _TIMER_TOLERANCE
+        if not delay:  # rung or disarmed
+            return any(earliest <= high for earliest, _ in self._recent)
+        low, high = low + delay, high + delay  # when the kernel will ring it
+        return any(
+            earliest <= high and low <= latest for earliest, latest in self._recent
+        )
+
+    def _adopt(self, timer: tuple[float, float], now: float, *, rang: bool = False) -> None:
+        """Take a timer the body set inside a scope as the user's (None if it cancelled
+        ours); `rang`: its signal is the one being handled."""
+        delay, interval = timer
+        if rang and (interval or not delay):
+            self._user_timer = (now, interval)  # a one-shot that fired, or a repeat's tick
+        elif delay:
+            self._user_timer = (now + delay, interval)
+        else:
+            self._user_timer = None  # the body cancelled the timer (alarm(0))
 
     @protected
     def _rearm(self) -> None:
@@ -156,12 +238,16 @@ class SignalBackend(Backend):
         if pending:
             self._set_timer(min(pending))
         else:
-            _signal.setitimer(signal.ITIMER_REAL, 0)
+            now = time.monotonic()
+            old = self._setitimer(None)
             self._armed_for = _IDLE
+            if old[0] and not self._is_ours(old, now, time.monotonic()):
+                self._adopt(old, now)
+                self._set_timer(self._user_timer[0])  # type: ignore[index]
 
     @protected
     def _on_sigalrm(self, signum: int, frame: FrameType | None) -> None:
-        now = time.monotonic()
+        now = self._handled_at = time.monotonic()
         if not self._active:
             if self._leave_pending:  # rung by a scope left in another thread
                 self._finish_leaving()
@@ -170,6 +256,10 @@ class SignalBackend(Backend):
             elif self._armed_for is _IDLE:
                 self._act_as_displaced(signum, frame)
             return
+        if frame is None or not in_protected_code(frame):  # no timer of ours half set
+            timer = _signal.getitimer(signal.ITIMER_REAL)
+            if not self._is_ours(timer, now, time.monotonic()):
+                self._adopt(timer, now, rang=True)  # the body's own alarm (or its tick) rang
         user = self._user_timer
         if user is not None and user[0] <= now:
             self._fire_user_timer(signum, frame, user)
