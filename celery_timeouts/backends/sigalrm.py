@@ -48,7 +48,7 @@ class SignalBackend(Backend):
         self._restore_handler: Any = _NOTHING  # user's handler, put back at the outermost exit
         self._user_timer: tuple[float, float] | None = None  # (deadline, interval)
         self._leave_pending = False  # the outermost scope was left in another thread
-        self._handled_at = -math.inf  # when our handler last ran (time.monotonic)
+        self._handled_at = -math.inf  # when our handler last ran (time.monotonic), for tests
         # When the kernel rings the itimers we set lately: [earliest, latest] (_is_ours)
         self._recent: list[list[float]] = []
         if hasattr(os, "register_at_fork"):
@@ -98,16 +98,16 @@ class SignalBackend(Backend):
 
     @protected
     def _signal_went_elsewhere(self, scope: TimeoutScope) -> bool:
-        """The deadline passed, and our handler never saw it: the body replaced it or
-        ignored SIGALRM, or set the timer itself (then its own alarm is pending)."""
-        _checkpoint()  # our SIGALRM, if it is pending, is handled here
-        if self._handled_at >= scope._deadline:
-            return False  # it was seen: it lands in the body, or lost the race to the exit
+        """The deadline passed and our timer is no longer armed for it, yet it did not
+        fire: its signal went to a handler the body installed (or was ignored), or the body
+        set the timer itself (then its own alarm is pending)."""
+        _checkpoint()  # our SIGALRM, if it is pending, is handled here (maybe a retry)
         if _signal.getsignal(signal.SIGALRM) is not self._handler:
             return True
         now = time.monotonic()
         timer = _signal.getitimer(signal.ITIMER_REAL)
-        # Still armed by us and not yet rung (the kernel's clock is a hair behind)?
+        # Still armed by us: not rung yet (the kernel's clock is a hair behind), or rung in
+        # library code and retried (the exit won that race, as with any backend)?
         return not (timer[0] > 0 and self._is_ours(timer, now, time.monotonic()))
 
     @protected
