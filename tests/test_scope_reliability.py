@@ -5,6 +5,7 @@ that use SIGALRM themselves."""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -388,13 +389,15 @@ def consume_a_suspended_generator() -> None:
     sleep(0.05)
     with pytest.raises(TaskTimeout):  # at its resumption or its scope's exit
         list(suspended)
-    resumed = timed_generator(0.2, 5)
+    resumed = timed_generator(0.2, 1.5)
     next(resumed)
     spin(0.4)
     started = time.monotonic()
     with pytest.raises(TaskTimeout):
-        next(resumed)  # interrupted while it runs again
-    assert time.monotonic() - started < 2
+        list(resumed)  # interrupted while it runs again (3.13 threads: at its exit)
+    in_a_thread = threading.current_thread() is not threading.main_thread()
+    if not (in_a_thread and sys.version_info >= (3, 13)):
+        assert time.monotonic() - started < 1
     nothing_leaks_outside_scopes(0.2)
 
 

@@ -372,8 +372,9 @@ def _landing(frame: FrameType, entry_frame: FrameType | None, suspendable: bool 
         and entry_frame.f_code.co_flags & _SUSPENDABLE
     ):
         # The `with` is in a generator or coroutine: injected, the timeout could land
-        # after a `yield`, in the consumer; an instruction delivery lands in the body.
-        return _AT_NEXT_INSTRUCTION
+        # after a `yield`, in the consumer, and an instruction delivery was seen to land
+        # where the `with` statement does not catch it. Raised as the scope exits.
+        return _LATER
     if _DELIVERED_AT_NEXT_CHECK and stack_has_handler_holes(frame, until=entry_frame):
         # Injected, it would land at the thread's next check, somewhere between here and
         # the scope's exit, maybe on a loop back-jump outside its handlers (cpython#130279).
