@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 _NOTHING: Any = object()
 _IDLE = math.inf  # _armed_for when the itimer is not ours (never compared as "earlier")
+_monotonic = time.monotonic
+_ITIMER_REAL = signal.ITIMER_REAL
 _MIN_DELAY = 1e-6  # setitimer(…, 0) would disarm instead of firing at once
 _RETRY_DELAY = 0.0005  # when the signal lands in library code, try again shortly
 # How far an itimer read back may be from what we set and still be ours.
@@ -78,8 +80,8 @@ class SignalBackend(Backend):
     @protected
     def disarm(self, scope: TimeoutScope) -> None:
         if (
-            not scope._fired and not scope._fire_attempts
-            and scope._deadline <= time.monotonic() and self._signal_went_elsewhere(scope)
+            scope._deadline <= _monotonic() and not scope._fired and not scope._fire_attempts
+            and self._signal_went_elsewhere(scope)
         ):
             scope._fire_attempts += 1  # the deadline holds: raised as the scope exits
         active = self._active
@@ -121,14 +123,19 @@ class SignalBackend(Backend):
             # to restore: our handler stays and acts as the default outside scopes.
             if current != _signal.SIG_DFL and current is not None:
                 self._restore_handler = current
-        self._recent = []
+        # As _setitimer, inlined: this is every outermost scope's entry.
+        before = _monotonic()
+        delay = max(scope._deadline - before, _MIN_DELAY)
+        noted = [before + delay, math.inf]
+        self._recent = [noted]
         try:
-            old_delay, old_interval = self._setitimer(scope._deadline)
+            old_delay, old_interval = _signal.setitimer(_ITIMER_REAL, delay)
         except BaseException:
             if self._restore_handler is not _NOTHING:
                 _signal.signal(signal.SIGALRM, self._restore_handler)
                 self._restore_handler = _NOTHING
             raise
+        noted[1] = _monotonic() + delay
         self._armed_for = scope._deadline
         if old_delay > 0:
             user_deadline = time.monotonic() + old_delay
@@ -138,9 +145,9 @@ class SignalBackend(Backend):
 
     @protected
     def _leave_outermost(self) -> None:
-        now = time.monotonic()
-        old = self._setitimer(None)
-        if old[0] and not self._is_ours(old, now, time.monotonic()):
+        now = _monotonic()
+        old = _signal.setitimer(_ITIMER_REAL, 0)
+        if old[0] and not self._is_ours(old, now, _monotonic()):
             self._adopt(old, now)  # the body's own alarm: pending after the scope too
         _checkpoint()  # a SIGALRM from our timer that is still pending is handled here
         if self._restore_handler is not _NOTHING and not is_main_thread():
@@ -207,13 +214,14 @@ class SignalBackend(Backend):
         delay, interval = timer
         if interval:
             return False  # we never set a repeating timer
-        low, high = before - _TIMER_TOLERANCE, after + _TIMER_TOLERANCE
+        high = after + _TIMER_TOLERANCE
         if not delay:  # rung or disarmed
             return any(earliest <= high for earliest, _ in self._recent)
-        low, high = low + delay, high + delay  # when the kernel will ring it
-        return any(
-            earliest <= high and low <= latest for earliest, latest in self._recent
-        )
+        low, high = before - _TIMER_TOLERANCE + delay, high + delay  # when it will ring
+        for earliest, latest in self._recent:  # noqa: SIM110 (a loop: no generator per exit)
+            if earliest <= high and low <= latest:
+                return True
+        return False
 
     def _adopt(self, timer: tuple[float, float], now: float, *, rang: bool = False) -> None:
         """Take a timer the body set inside a scope as the user's (None if it cancelled
