@@ -327,6 +327,7 @@ def entry_failure_round(rng: random.Random, nested: bool) -> None:
         sync_round(rng, nested)
     except InjectedFailure:
         record("entry failed")
+        record("rounds")
         try:
             checkpoint()
             spin_until(time.perf_counter() + LIMIT * 2)  # a timer left armed lands here
