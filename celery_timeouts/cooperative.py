@@ -8,9 +8,7 @@ helpers act on the innermost active scope of the current thread, greenlet or tas
 from __future__ import annotations
 
 import math
-import sys
 import time
-from types import FrameType
 
 from ._scope import ScopeState, TimeoutScope, current_scope
 from .backends.base import Backend
@@ -41,7 +39,7 @@ def check() -> None:
         return
     owner = _earliest_expired(scope, now)
     if owner is None:
-        return  # the expired scopes' bodies are not running here (suspended generators)
+        return
     if owner._backend is not None:
         owner._backend.claim(owner)  # the backend must not deliver it a second time
     raise owner._unwinding()
@@ -75,8 +73,7 @@ def sleep(seconds: float) -> None:
 
 
 def _earliest_expired(scope: TimeoutScope, now: float) -> TimeoutScope | None:
-    """The enclosing scope whose deadline passed first, among those whose body is running
-    here: not a generator's scope seen by its consumer while the generator is suspended."""
+    """The enclosing active scope whose deadline passed first (None if none)."""
     best = None
     best_deadline = math.inf
     node: TimeoutScope | None = scope
@@ -84,24 +81,11 @@ def _earliest_expired(scope: TimeoutScope, now: float) -> TimeoutScope | None:
         deadline = node.deadline
         if (
             deadline is not None and deadline <= now and deadline < best_deadline
-            and node._state is ScopeState.ACTIVE and _body_running(node)
+            and node._state is ScopeState.ACTIVE
         ):
             best, best_deadline = node, deadline
         node = node._parent
     return best
-
-
-def _body_running(scope: TimeoutScope) -> bool:
-    """Is the frame holding the scope's `with` on this stack (where a backend recorded it)?"""
-    entry = getattr(scope, "_entry_frame", None)
-    if entry is None:
-        return True
-    frame: FrameType | None = sys._getframe(2)
-    while frame is not None:
-        if frame is entry:
-            return True
-        frame = frame.f_back
-    return False
 
 
 def _nearest_backend(scope: TimeoutScope | None) -> Backend | None:

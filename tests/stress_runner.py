@@ -3,10 +3,9 @@
 Usage: python tests/stress_runner.py BACKEND ITERATIONS WORKERS
 BACKEND is a backend name, or gevent-cpu / eventlet-cpu: greenlets whose bodies never
 yield, so that the green guard's signal (not the hub's timer) races the exit. Hostile
-variants of `signal` and `thread`: BACKEND-generator (the scope is in a generator whose
-consumer runs while it is suspended), signal-own-handler (the body installs its own
-SIGALRM handler, or ignores the signal, and puts ours back), BACKEND-entry-failure
-(one entry in eight fails inside the backend's arm).
+variants: signal-own-handler (the body installs its own SIGALRM handler, or ignores the
+signal, and puts ours back), signal-entry-failure and thread-entry-failure (one entry in
+eight fails inside the backend's arm).
 Prints one JSON object with the counts. Each worker (the main thread for `signal`,
 threads, greenlets, green threads or asyncio tasks) runs ITERATIONS / WORKERS rounds.
 
@@ -193,44 +192,6 @@ def sync_round(rng: random.Random, nested: bool) -> None:
 # -- hostile rounds (signal, thread) ---------------------------------------------------------
 
 
-def generator_round(rng: random.Random, nested: bool) -> None:
-    """The inner scope is in a generator: the deadline races its suspension at a `yield`
-    while the consumer (in no scope, or in the outer one) runs."""
-    duration, inner, outer = new_round(rng, nested)
-    caught: set[str] = set()
-
-    def producer() -> Any:
-        with inner:
-            body(duration / 2, rng)
-            yield
-            body(duration / 2, rng)
-
-    def consume() -> None:
-        steps = producer()
-        try:
-            next(steps)
-            body(duration / 2, rng)  # the consumer runs while the generator is suspended
-            helper()
-            next(steps, None)
-        except InnerTimeout:
-            caught.add("inner")
-        helper()
-
-    try:
-        if outer is not None:
-            try:
-                with outer:
-                    consume()
-            except OuterTimeout:
-                caught.add("outer")
-        else:
-            consume()
-        checkpoint()
-    except BaseException as leaked:  # counting them is the point
-        problem(f"leaked outside its scope: {leaked!r}")
-    verdict(inner, outer, caught)
-
-
 def own_handler_body(seconds: float, rng: random.Random) -> None:
     """The body installs its own SIGALRM handler (or ignores the signal) and puts ours back:
     a deadline that passed meanwhile must still be raised as the scope exits."""
@@ -340,9 +301,7 @@ def entry_failure_round(rng: random.Random, nested: bool) -> None:
 
 def sync_worker(seed: int, rounds: int) -> None:
     rng = random.Random(seed)
-    play = {"generator": generator_round, "entry": entry_failure_round}.get(
-        VARIANT.split("-")[0], sync_round
-    )
+    play = entry_failure_round if VARIANT == "entry-failure" else sync_round
     for index in range(rounds):
         play(rng, nested=index % 2 == 1)
 

@@ -5,7 +5,6 @@ that use SIGALRM themselves."""
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -369,56 +368,7 @@ def test_a_bad_override_stops_a_script_at_its_first_scope() -> None:
     ), completed.stderr
 
 
-# -- a timeout reaches only its own scope's code -------------------------------------------------
-
-
-def timed_generator(limit: float, work: float) -> Iterator[int]:
-    with portable_timeout(limit):
-        yield 1
-        spin(work)
-        yield 2
-
-
-def consume_a_suspended_generator() -> None:
-    from celery_timeouts import check, sleep
-
-    suspended = timed_generator(0.2, 0)
-    next(suspended)
-    spin(0.5)  # the generator's deadline passes while its consumer runs
-    check()
-    sleep(0.05)
-    with pytest.raises(TaskTimeout):  # at its resumption or its scope's exit
-        list(suspended)
-    resumed = timed_generator(0.2, 1.5)
-    next(resumed)
-    spin(0.4)
-    started = time.monotonic()
-    with pytest.raises(TaskTimeout):
-        list(resumed)  # interrupted while it runs again (3.13 threads: at its exit)
-    in_a_thread = threading.current_thread() is not threading.main_thread()
-    if not (in_a_thread and sys.version_info >= (3, 13)):
-        assert time.monotonic() - started < 1
-    nothing_leaks_outside_scopes(0.2)
-
-
-def test_a_generator_suspended_in_a_scope_gets_its_timeout_not_its_consumer() -> None:
-    consume_a_suspended_generator()  # the signal backend
-    run_in_thread(consume_a_suspended_generator)  # the watchdog
-
-
-def test_a_consumer_scope_around_a_suspended_generator_keeps_its_own_deadline() -> None:
-    def body() -> None:
-        suspended = timed_generator(0.1, 0)
-        next(suspended)
-        with pytest.raises(TaskTimeout) as info, portable_timeout(0.5) as mine:
-            spin(5)
-        assert mine.fired and "0.5 s" in str(info.value)
-        with pytest.raises(TaskTimeout):
-            list(suspended)
-        assert current_scope() is None
-
-    body()
-    run_in_thread(body)
+# -- a scope left in another thread or context ------------------------------------------------
 
 
 def test_a_signal_scope_left_in_another_thread_is_refused_and_cleaned_up() -> None:

@@ -55,13 +55,10 @@ def test_green_guard_racing_exits_leak_nothing(library: str) -> None:
     race(f"{library}-cpu", CPU_ROUNDS, 10, both_sides=CPU_ROUNDS // 10)
 
 
-# Hostile bodies, 10,000 rounds each (a few seconds): a scope in a generator whose consumer
-# runs while it is suspended, a body that installs its own SIGALRM handler (or ignores
-# the signal) and puts ours back, and entries that fail inside the backend's arm.
-HOSTILE = {
-    "signal-generator": 1, "thread-generator": 16, "signal-own-handler": 1,
-    "signal-entry-failure": 1, "thread-entry-failure": 16,
-}
+# Hostile bodies, 10,000 rounds each (a few seconds): a body that installs its own
+# SIGALRM handler (or ignores the signal) and puts ours back, and entries that fail
+# inside the backend's arm.
+HOSTILE = {"signal-own-handler": 1, "signal-entry-failure": 1, "thread-entry-failure": 16}
 
 
 @pytest.mark.stress

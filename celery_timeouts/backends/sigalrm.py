@@ -15,7 +15,6 @@ import _signal  # type: ignore[import-not-found]
 import math
 import os
 import signal
-import sys
 import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -36,8 +35,6 @@ _RETRY_DELAY = 0.0005  # when the signal lands in library code, try again shortl
 # How far an itimer read back may be from what we set and still be ours.
 _TIMER_TOLERANCE = 0.002
 _REMEMBERED = 8  # how many of the deadlines we set are remembered
-# When a body is suspended (a generator at a `yield`): look again after these delays.
-_RETRY_DELAYS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 
 
 class SignalBackend(Backend):
@@ -61,10 +58,6 @@ class SignalBackend(Backend):
 
     @protected
     def arm(self, scope: TimeoutScope) -> None:
-        # The frame holding the `with` (arm <- __enter__, which is _enter <- it): the
-        # timeout is delivered only while it is on the stack (not to the consumer of a
-        # generator suspended inside the scope). Dropped on disarm (a reference cycle).
-        scope._entry_frame = sys._getframe(2)
         active = self._active
         active.append(scope)
         try:
@@ -92,10 +85,9 @@ class SignalBackend(Backend):
                 if candidate is scope:
                     del active[index]
                     break
-        scope._entry_frame = None
         if not active:
             self._leave_outermost()
-        elif scope._deadline <= self._armed_for or scope._fire_attempts:
+        elif scope._deadline <= self._armed_for:
             self._rearm()
 
     @protected
@@ -236,11 +228,8 @@ class SignalBackend(Backend):
 
     @protected
     def _rearm(self) -> None:
-        """Arm the itimer for the earliest pending deadline (ours or the user's); a scope
-        whose body is suspended is looked at again at its next retry."""
-        pending = [
-            s._handle if s._fire_attempts else s._deadline for s in self._active if not s._fired
-        ]
+        """Arm the itimer for the earliest pending deadline (ours or the user's)."""
+        pending = [s._deadline for s in self._active if not s._fired]
         if self._user_timer is not None:
             pending.append(self._user_timer[0])
         if pending:
@@ -278,13 +267,7 @@ class SignalBackend(Backend):
         if frame is not None and (in_protected_code(frame) or at_handler_hole(frame)):
             self._set_timer(now + _RETRY_DELAY)  # land it a moment later, in the body
             return
-        running = [s for s in due if _body_running(s, frame)]
-        if len(running) < len(due):
-            _retry_later(due, running, now)
-            if not running:
-                self._rearm()
-                return
-        target = min(running, key=_deadline_of)
+        target = min(due, key=_deadline_of)
         target._fired = True
         self._rearm()
         raise target._unwinding()
@@ -321,27 +304,6 @@ class SignalBackend(Backend):
 
 def _deadline_of(scope: TimeoutScope) -> float:
     return scope._deadline
-
-
-def _body_running(scope: TimeoutScope, frame: FrameType | None) -> bool:
-    """Is the frame holding the scope's `with` on the interrupted stack? Not while a
-    generator is suspended at a `yield` inside the scope: its consumer runs then."""
-    entry = scope._entry_frame
-    while frame is not None:
-        if frame is entry:
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _retry_later(due: list[TimeoutScope], running: list[TimeoutScope], now: float) -> None:
-    """Due scopes whose bodies are suspended: look again later, less and less often; if
-    the body never runs again before its exit, the scope raises there (`_fire_attempts`)."""
-    for scope in due:
-        if scope not in running and (not scope._fire_attempts or scope._handle <= now):
-            scope._fire_attempts += 1
-            step = min(scope._fire_attempts, len(_RETRY_DELAYS)) - 1
-            scope._handle = now + _RETRY_DELAYS[step]
 
 
 def _checkpoint() -> None:

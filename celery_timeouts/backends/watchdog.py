@@ -19,7 +19,6 @@ import ctypes
 import dis
 import functools
 import heapq
-import inspect
 import itertools
 import logging
 import os
@@ -72,7 +71,6 @@ _SAFE_LANDING_OPS = frozenset(
 # Python 3.13 delivers an asynchronous exception at the thread's next check, not where
 # the thread was interrupted (cpython#139622).
 _DELIVERED_AT_NEXT_CHECK = sys.version_info >= (3, 13)
-_SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 _RETRY_DELAYS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 _SPIN_LIMIT = 0.001  # a residual wait this short is spun out, holding on to the GIL
 _WAIT_MAX = min(threading.TIMEOUT_MAX, 3600.0)
@@ -110,11 +108,9 @@ class WatchdogBackend(Backend):
     def arm(self, scope: TimeoutScope) -> None:
         scope._thread_id = native_thread_id()
         scope._armed = True
-        # The frame holding the `with` (arm <- __enter__, which is _enter <- it): the
-        # timeout is delivered only while it is on the thread's stack (not to the consumer
-        # of a generator suspended inside the scope). Dropped on disarm, so the scope and
-        # that frame do not keep each other alive.
-        scope._entry_frame = sys._getframe(2)
+        # On 3.13, the frame holding the `with` (arm <- __enter__, which is _enter <- it);
+        # dropped on disarm, so the scope and that frame do not keep each other alive.
+        scope._entry_frame = sys._getframe(2) if _DELIVERED_AT_NEXT_CHECK else None
         entry = (scope._deadline, next(self._sequence), scope)
         with self._lock:
             heapq.heappush(self._heap, entry)
@@ -264,10 +260,7 @@ class WatchdogBackend(Backend):
             scope._armed = False
             self._next_instruction.withdraw(thread_id, scope)
             return True
-        delivery = isinstance(scope, Delivery)
-        if not delivery and not _on_stack(scope._entry_frame, frame):
-            return False  # a generator suspended in the scope: retried, or raised at exit
-        landing = _landing(frame, scope._entry_frame, suspendable=not delivery)
+        landing = _landing(frame, scope._entry_frame)
         if landing is _LATER:
             return False
         if self._next_instruction.pending_in(thread_id):
@@ -281,7 +274,6 @@ class WatchdogBackend(Backend):
                     deliveries.watch(
                         thread_id, scope, frame, scope._entry_frame,
                         functools.partial(_line_landed, scope),
-                        None if delivery else functools.partial(_running_here, scope),
                     )
                 except Exception:  # sys.monitoring refused: never take the watchdog down
                     logger.exception("celery-timeouts: sys.monitoring failed; timeouts that "
@@ -361,19 +353,11 @@ class _Wakeup:
 _NOW, _LATER, _AT_NEXT_INSTRUCTION = "now", "later", "at the next safe instruction"
 
 
-def _landing(frame: FrameType, entry_frame: FrameType | None, suspendable: bool = False) -> str:
+def _landing(frame: FrameType, entry_frame: FrameType | None) -> str:
     """How a timeout can reach user code from where the thread is now: injected `_NOW`,
     `_LATER` (from somewhere else), or only `_AT_NEXT_INSTRUCTION` that is safe, through
     sys.monitoring (instruction_events, 3.13)."""
     if in_protected_code(frame):
-        return _LATER
-    if (
-        _DELIVERED_AT_NEXT_CHECK and suspendable and entry_frame is not None
-        and entry_frame.f_code.co_flags & _SUSPENDABLE
-    ):
-        # The `with` is in a generator or coroutine: injected, the timeout could land
-        # after a `yield`, in the consumer, and an instruction delivery was seen to land
-        # where the `with` statement does not catch it. Raised as the scope exits.
         return _LATER
     if _DELIVERED_AT_NEXT_CHECK and stack_has_handler_holes(frame, until=entry_frame):
         # Injected, it would land at the thread's next check, somewhere between here and
@@ -385,22 +369,6 @@ def _landing(frame: FrameType, entry_frame: FrameType | None, suspendable: bool 
     if not _DELIVERED_AT_NEXT_CHECK and at_handler_hole(frame):
         return _LATER
     return _NOW
-
-
-def _on_stack(entry_frame: FrameType | None, frame: FrameType | None) -> bool:
-    """Is `entry_frame` (the frame holding a scope's `with`) on the stack from `frame`?"""
-    if entry_frame is None:
-        return True
-    while frame is not None:
-        if frame is entry_frame:
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _running_here(scope: TimeoutScope | Delivery) -> bool:
-    """In the target thread, at an instruction delivery: is the scope's body running?"""
-    return _on_stack(scope._entry_frame, sys._getframe(1))
 
 
 def _line_landed(item: TimeoutScope | Delivery) -> BaseException:
