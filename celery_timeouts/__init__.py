@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._on_timeout import OnTimeout
 from ._scope import ScopeState, TimeoutScope, current_scope, on_timeout
+from ._validation import MAX_SECONDS as _MAX_SECONDS
 from .backends import BackendChoice, detect_backend
 from .cooperative import check, remaining, sleep
 from .exceptions import BackendUnavailable, TaskTimeout
@@ -42,14 +43,13 @@ def portable_timeout(
     `BackendUnavailable` on entry when an explicitly chosen backend cannot run there.
     """
     if backend == "auto" and exception is TaskTimeout and catchable is False:
-        if (type(seconds) is int or type(seconds) is float) and 0 < seconds < _INF:
+        if (type(seconds) is int or type(seconds) is float) and 0 < seconds <= _MAX_SECONDS:
             # The common case, checked here: half the cost of TimeoutScope(seconds).
             return _fresh_scope(float(seconds), "auto", TaskTimeout, False)
         return TimeoutScope(seconds)  # validates, and names what is wrong
     return TimeoutScope(seconds, backend=backend, exception=exception, catchable=catchable)
 
 
-_INF = float("inf")
 _fresh_scope = TimeoutScope._trusted
 
 

@@ -248,7 +248,10 @@ class TimeoutScope:
                 "this portable_timeout scope was already used; each scope may be used for "
                 "a single 'with' block: call portable_timeout(...) again for a new one"
             )
-        parent = self._parent = _innermost.get()
+        parent = _innermost.get()
+        if parent is not None and parent._state is _EXITED:
+            parent = _live(parent)  # spent scopes left in the chain (see _leave)
+        self._parent = parent
         effective = parent._effective_deadline if parent is not None else None
         seconds = self.seconds
         backend = None
@@ -274,7 +277,12 @@ class TimeoutScope:
 
     @protected
     def _leave(self) -> None:
-        """Disarm and stop being the innermost scope; the scope is then spent."""
+        """Disarm and stop being the innermost scope; the scope is then spent.
+
+        A spent scope may stay in a chain of scopes (left out of order, or in another
+        context): `current_scope()` and new scopes skip it. Raises RuntimeError, once
+        everything is cleaned up, if this is not the context that entered the scope.
+        """
         self._state = _EXITED
         backend = self._backend
         if backend is not None:
@@ -284,10 +292,24 @@ class TimeoutScope:
         children = self._children
         if children is not None:
             children.release(self)  # celery_timeouts.blocking: kill them or pass them on
-        try:
-            _innermost.reset(self._token)
-        except (ValueError, RuntimeError):  # left in another context than entered
-            _innermost.set(self._parent)
+        current = _innermost.get()
+        if current is self:
+            try:
+                _innermost.reset(self._token)
+                return
+            except ValueError:  # a copy of the entering context
+                _innermost.set(_live(self._parent))
+        else:
+            while current is not None and current is not self:
+                current = current._parent
+            if current is self:
+                return  # left out of order here, say by a generator: skipped from now on
+        raise RuntimeError(
+            "a portable_timeout scope was left in another thread or context than the one "
+            "that entered it (a generator resumed elsewhere, a scope object handed to "
+            "another thread or task); it is cleaned up, but its timeout is no longer "
+            "enforced: enter and leave each scope in the same thread, greenlet or task"
+        )
 
     @protected
     def _settle(self, exc: BaseException | None) -> None:
@@ -352,9 +374,19 @@ class TimeoutScope:
 _new_scope = object.__new__
 
 
+def _live(scope: TimeoutScope | None) -> TimeoutScope | None:
+    """`scope`, or its nearest enclosing scope that is not spent."""
+    while scope is not None and scope._state is _EXITED:
+        scope = scope._parent
+    return scope
+
+
 def current_scope() -> TimeoutScope | None:
     """The innermost active scope of this thread, greenlet or task."""
-    return _innermost.get()
+    scope = _innermost.get()
+    if scope is not None and scope._state is _EXITED:
+        return _live(scope)
+    return scope
 
 
 def on_timeout(callback: Callable[..., object], *args: Any) -> OnTimeout:

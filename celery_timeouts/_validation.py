@@ -10,6 +10,10 @@ from .exceptions import TaskTimeout
 BACKEND_NAMES = ("signal", "thread", "gevent", "eventlet", "asyncio")
 AUTO = "auto"
 _INF = math.inf
+# The longest delay every timer takes: CPython counts setitimer's and a lock's timeouts
+# in int64 nanoseconds (2**63 ns, about 292 years; beyond, OverflowError). A longer
+# limit is no practical limit: it is armed as this many seconds (about 285 years).
+MAX_SECONDS = 9e9
 _CANONICAL = frozenset((AUTO, *BACKEND_NAMES))
 
 
@@ -18,26 +22,33 @@ def validate_seconds(seconds: object, origin: str = "seconds") -> float | None:
     if seconds is None:
         return None
     if type(seconds) is float or type(seconds) is int:  # the common case, no ABC check
-        value = float(seconds)
-        if 0 < value < _INF:
-            return value
+        if 0 < seconds <= MAX_SECONDS:
+            return float(seconds)
+        if MAX_SECONDS < seconds < _INF:  # int or float, however large
+            return MAX_SECONDS
     if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
         raise TypeError(
             f"{origin} must be a number of seconds (int or float) or None for no limit, "
             f"got {seconds!r} of type {type(seconds).__name__}; "
             f"pass e.g. portable_timeout(30) or portable_timeout(2.5)"
         )
-    value = float(seconds)
+    try:
+        value = float(seconds)
+    except OverflowError:  # an int (or Fraction, ...) beyond floats: no practical limit
+        return MAX_SECONDS if seconds > 0 else _negative(seconds, origin)  # type: ignore[operator]
     if math.isnan(value) or math.isinf(value):
         raise ValueError(
             f"{origin} must be finite, got {seconds!r}; use None for no limit"
         )
     if value <= 0:
-        raise ValueError(
-            f"{origin} must be greater than 0, got {seconds!r}; "
-            f"use None for no limit"
-        )
-    return value
+        _negative(seconds, origin)
+    return min(value, MAX_SECONDS)
+
+
+def _negative(seconds: object, origin: str) -> float:
+    raise ValueError(
+        f"{origin} must be greater than 0, got {seconds!r}; use None for no limit"
+    )
 
 
 def validate_backend(name: object, origin: str = "backend") -> str:

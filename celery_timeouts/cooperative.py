@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 
-from ._scope import TimeoutScope, current_scope
+from ._scope import ScopeState, TimeoutScope, current_scope
 from .backends.base import Backend
 
 
@@ -38,6 +38,8 @@ def check() -> None:
     if now < deadline:
         return
     owner = _earliest_expired(scope, now)
+    if owner is None:
+        return
     if owner._backend is not None:
         owner._backend.claim(owner)  # the backend must not deliver it a second time
     raise owner._unwinding()
@@ -70,14 +72,17 @@ def sleep(seconds: float) -> None:
             backend.sleep(chunk)
 
 
-def _earliest_expired(scope: TimeoutScope, now: float) -> TimeoutScope:
-    """The enclosing scope whose deadline passed first (one exists: the caller checked)."""
-    best = scope
+def _earliest_expired(scope: TimeoutScope, now: float) -> TimeoutScope | None:
+    """The enclosing active scope whose deadline passed first (None if none)."""
+    best = None
     best_deadline = math.inf
     node: TimeoutScope | None = scope
     while node is not None:
         deadline = node.deadline
-        if deadline is not None and deadline <= now and deadline < best_deadline:
+        if (
+            deadline is not None and deadline <= now and deadline < best_deadline
+            and node._state is ScopeState.ACTIVE
+        ):
             best, best_deadline = node, deadline
         node = node._parent
     return best

@@ -87,6 +87,14 @@ def _use_our_pool(sender: Any = None, **_: Any) -> None:
     worker = sender
     if worker is None or getattr(worker, "app", None) not in _enabled:
         return
+    from .backends import validate_environment
+
+    try:
+        validate_environment()
+    except ValueError as error:
+        # Celery logs and swallows an Exception raised by a signal handler, and the
+        # worker would then take tasks that fail at their first scope: stop it here.
+        raise SystemExit(f"celery-timeouts: the worker cannot start: {error}") from None
     from celery.concurrency import get_implementation
 
     stock = get_implementation(worker.pool_cls)

@@ -2,11 +2,14 @@
 
 Usage: python tests/stress_runner.py BACKEND ITERATIONS WORKERS
 BACKEND is a backend name, or gevent-cpu / eventlet-cpu: greenlets whose bodies never
-yield, so that the green guard's signal (not the hub's timer) races the exit; or
+yield, so that the green guard's signal (not the hub's timer) races the exit;
 thread-blocking: worker threads under `celery_timeouts.blocking.patch()` whose bodies
 block in `time.sleep`, a socket `recv` or a `queue.get` that another thread answers at
 about the deadline (the deadline races the data: a call that the deadline ended may not
 have taken a byte or an item, and the socket must be blocking again after every round).
+Hostile variants: signal-own-handler (the body installs its own SIGALRM handler, or
+ignores the signal, and puts ours back), signal-entry-failure and thread-entry-failure
+(one entry in eight fails inside the backend's arm).
 Prints one JSON object with the counts. Each worker (the main thread for `signal`,
 threads, greenlets, green threads or asyncio tasks) runs ITERATIONS / WORKERS rounds.
 
@@ -28,9 +31,9 @@ from collections.abc import Callable
 from typing import Any
 
 mode, ITERATIONS, WORKERS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-BLOCKING = mode == "thread-blocking"
-backend = "thread" if BLOCKING else mode.removesuffix("-cpu")
-NEVER_YIELDS = mode.endswith("-cpu")
+backend, _, VARIANT = mode.partition("-")
+NEVER_YIELDS = VARIANT == "cpu"
+BLOCKING = VARIANT == "blocking"
 if backend == "gevent":
     from gevent import monkey
 
@@ -84,6 +87,8 @@ def record(outcome: str) -> None:
 
 def verdict(inner: Any, outer: Any, caught: set[str]) -> None:
     """The exceptions seen must match the scopes that say they fired."""
+    if rang_for_own(inner) and not caught:
+        problem("the deadline passed long before the body ended; nothing was raised")
     if "inner" in caught and not inner.fired:
         problem("InnerTimeout raised by a scope that did not fire")
     if "outer" in caught and (outer is None or not outer.fired):
@@ -128,7 +133,9 @@ else:
 
     def body(seconds: float, rng: random.Random) -> None:
         # Alternate CPU-bound and blocking bodies: the watchdog lands in both.
-        if backend == "thread" and rng.random() < 0.5:
+        if VARIANT == "own-handler":
+            own_handler_body(seconds, rng)
+        elif backend == "thread" and rng.random() < 0.5:
             time.sleep(seconds)
         else:
             spin_until(time.perf_counter() + seconds)
@@ -296,15 +303,128 @@ def sync_round(rng: random.Random, nested: bool) -> None:
                 interrupted(error)
         checkpoint()
         settle()
+    except InjectedFailure:
+        raise  # entry_failure_round checks what it left
     except BaseException as leaked:  # counting them is the point
         problem(f"leaked outside its scope: {leaked!r}")
     verdict(inner, outer, caught)
 
 
+# -- hostile rounds (signal, thread) ---------------------------------------------------------
+
+
+def own_handler_body(seconds: float, rng: random.Random) -> None:
+    """The body installs its own SIGALRM handler (or ignores the signal) and puts ours back:
+    a deadline that passed meanwhile must still be raised as the scope exits."""
+    own = signal.SIG_IGN if rng.random() < 0.5 else (lambda signum, frame: None)
+    if rng.random() < 1 / 16:
+        seconds += 0.008  # well past the deadline: the signal rings while `own` is set
+    scope = current_scope()
+    previous = signal.signal(signal.SIGALRM, own)
+    installed = time.monotonic()
+    try:
+        spin_until(time.perf_counter() + seconds)
+    finally:
+        restored = time.monotonic()
+        signal.signal(signal.SIGALRM, previous)
+    # Past its deadline, and with `own` installed, for 4 ms: our timer (or its 0.5 ms
+    # retry) rang for `own` then, unless the kernel was later still (a loaded machine;
+    # our handler then took it after `restored`, and it raced the exit as usual).
+    deadline = None if scope is None else scope.deadline
+    if deadline is not None and max(deadline, installed) + 0.004 <= restored:
+        ended_late[id(scope)] = restored
+
+
+def rang_for_own(scope: Any) -> bool:
+    restored = ended_late.pop(id(scope), None)
+    if restored is None:
+        return False
+    signal_backend: Any = __import__("celery_timeouts.backends", fromlist=["x"]).get_backend(
+        "signal"
+    )
+    return bool(signal_backend._handled_at < restored)
+
+
+ended_late: dict[int, float] = {}  # scope id -> when the body put our handler back
+
+
+class InjectedFailure(Exception):
+    pass
+
+
+def inject_entry_failures() -> None:
+    """Make one entry in eight fail inside the backend's arm, at its last step: setting
+    the itimer (signal), waking the watchdog up for a new earliest deadline (thread)."""
+    from celery_timeouts.backends import get_backend
+
+    chooser = random.Random(1234)
+
+    def failing_now() -> bool:
+        # Called from arm (through at most two of the backend's own helpers)? The
+        # backend's frames are left as they are: arm records the frame of the `with`.
+        frame = sys._getframe(2)
+        for _ in range(3):
+            if frame is None:
+                return False
+            if frame.f_code.co_name == "arm":
+                return chooser.random() < 0.125
+            frame = frame.f_back
+        return False
+
+    armer: Any = get_backend(backend)
+    if backend == "signal":
+        from celery_timeouts.backends import sigalrm
+
+        real_signal = sigalrm._signal
+
+        class FailingSignal:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real_signal, name)
+
+            @staticmethod
+            def setitimer(*args: Any) -> Any:
+                if failing_now():
+                    raise InjectedFailure("setitimer")
+                return real_signal.setitimer(*args)
+
+        sigalrm._signal = FailingSignal()
+    else:
+        real_wakeup = armer._wakeup
+
+        class FailingWakeup:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real_wakeup, name)
+
+            @staticmethod
+            def notify() -> None:
+                if failing_now():
+                    raise InjectedFailure("notify")
+                real_wakeup.notify()
+
+        armer._wakeup = FailingWakeup()
+
+
+def entry_failure_round(rng: random.Random, nested: bool) -> None:
+    try:
+        sync_round(rng, nested)
+    except InjectedFailure:
+        record("entry failed")
+        record("rounds")
+        try:
+            checkpoint()
+            spin_until(time.perf_counter() + LIMIT * 2)  # a timer left armed lands here
+            checkpoint()
+        except BaseException as leaked:
+            problem(f"leaked after a failed entry: {leaked!r}")
+        if current_scope() is not None:
+            problem(f"a failed entry left a scope behind: {current_scope()!r}")
+
+
 def sync_worker(seed: int, rounds: int) -> None:
     rng = random.Random(seed)
+    play = entry_failure_round if VARIANT == "entry-failure" else sync_round
     for index in range(rounds):
-        sync_round(rng, nested=index % 2 == 1)
+        play(rng, nested=index % 2 == 1)
 
 
 # -- asyncio rounds ----------------------------------------------------------------------------
@@ -346,6 +466,8 @@ async def async_worker(seed: int, rounds: int) -> None:
 
 def run() -> None:
     rounds = -(-ITERATIONS // WORKERS)
+    if VARIANT == "entry-failure":
+        inject_entry_failures()
     if backend == "signal":
         sync_worker(0, ITERATIONS)
     elif backend == "thread":

@@ -7,8 +7,6 @@ import textwrap
 
 import pytest
 
-from celery_timeouts import _validation
-
 pytest_plugins = ["pytester"]
 
 SLOW_TESTS = """
@@ -166,9 +164,6 @@ def test_a_bad_command_line_limit_says_0_means_no_limit(
 
 # Huge limits are made safe in validate_seconds (it clamps them) by the reliab-core
 # branch; until that is merged this must fail, after it pass (drop the mark then).
-@pytest.mark.xfail(
-    not hasattr(_validation, "MAX_SECONDS"), reason="needs the huge-limit fix", strict=True
-)
 def test_a_huge_command_line_limit_is_no_practical_limit(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_many="""

@@ -62,3 +62,16 @@ def test_blocking_calls_racing_deadlines_leak_nothing() -> None:
     # celery_timeouts.blocking: the deadline against a sleep, a socket recv or a
     # queue.get that ends, or gets its byte or item, at about the same moment.
     race("thread-blocking", BLOCKING_ROUNDS, 8, both_sides=BLOCKING_ROUNDS // 50)
+
+
+# Hostile bodies, 10,000 rounds each (a few seconds): a body that installs its own
+# SIGALRM handler (or ignores the signal) and puts ours back, and entries that fail
+# inside the backend's arm.
+HOSTILE = {"signal-own-handler": 1, "signal-entry-failure": 1, "thread-entry-failure": 16}
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("mode", list(HOSTILE))
+def test_hostile_bodies_leak_nothing(mode: str) -> None:
+    race(mode, 10_000, HOSTILE[mode], both_sides=100)
+

@@ -79,11 +79,30 @@ def _create(name: str) -> Backend:
 def detect_backend(*, coroutine: bool = False) -> BackendChoice:
     """What `backend='auto'` would use here, and why.
 
-    Order: a coroutine -> asyncio; a gevent greenlet -> gevent; an eventlet green
-    thread -> eventlet; the main thread with SIGALRM -> signal; otherwise -> thread.
+    Order: a coroutine -> asyncio; the `CELERY_TIMEOUTS_BACKEND` override; a gevent
+    greenlet -> gevent; an eventlet green thread -> eventlet; the main thread with
+    SIGALRM -> signal; otherwise -> thread. Raises ValueError for a bad override.
     """
     if coroutine:
         return BackendChoice("asyncio", "the timed code is a coroutine")
+    override = _env_backend()
+    choice = _auto_choice()
+    if override is None:
+        return choice
+    reason = (
+        f"set by the environment variable {ENV_VAR}={os.environ.get(ENV_VAR)!r} "
+        f"(without it, auto would pick {choice.name!r}: {choice.reason})"
+    )
+    try:
+        unavailable = _override_refusal(override)
+    except BackendUnavailable as error:
+        unavailable = str(error)
+    if unavailable is not None:
+        reason += f"; scopes entered here raise BackendUnavailable: {unavailable}"
+    return BackendChoice(override, reason)
+
+
+def _auto_choice() -> BackendChoice:
     name = _auto_name()
     if name == "gevent":
         reason = gevent_context() or ""
@@ -98,7 +117,13 @@ def detect_backend(*, coroutine: bool = False) -> BackendChoice:
     return BackendChoice(name, reason)
 
 
-_env_cache: tuple[str, str] = ("", "")
+def validate_environment() -> str | None:
+    """The backend `CELERY_TIMEOUTS_BACKEND` asks for, or None; ValueError if it names
+    none (a worker checks this at start-up, a script at its first scope)."""
+    return _env_backend()
+
+
+_env_cache: tuple[str, str | None] = ("", None)
 # os.environ.get re-encodes the key on every call (~0.6 us on the per-call path); the
 # mapping underneath is the same data, already encoded.
 _environ_data: dict[Any, Any] | None = getattr(os.environ, "_data", None)
@@ -120,7 +145,8 @@ def _env_backend() -> str | None:
     if not raw:
         return None
     if _env_cache[0] != raw:
-        _env_cache = (raw, validate_backend(raw, origin=f"environment variable {ENV_VAR}"))
+        name = validate_backend(raw, origin=f"environment variable {ENV_VAR}")
+        _env_cache = (raw, None if name == AUTO else name)
     return _env_cache[1]
 
 
@@ -137,10 +163,17 @@ def _auto_name() -> str:
 
 
 def resolve(requested: str, coroutine: bool = False) -> Backend:
-    """The backend to use for a scope entered now; raises BackendUnavailable."""
+    """The backend to use for a scope entered now; raises BackendUnavailable (and
+    ValueError for a bad `CELERY_TIMEOUTS_BACKEND`)."""
     if requested == AUTO:
+        if coroutine:
+            requested = "asyncio"
+        else:
+            override = _env_backend()
+            if override is not None:
+                return _overriding(override)
+            requested = _auto_name()
         # auto only picks backends that can run here (asyncio checks for a task on arm)
-        requested = "asyncio" if coroutine else _env_backend() or _auto_name()
         backend = _instances.get(requested)
         if backend is not None:
             return backend
@@ -151,6 +184,26 @@ def resolve(requested: str, coroutine: bool = False) -> Backend:
     if reason is not None:
         raise BackendUnavailable(f"backend={requested!r} cannot run here: {reason}")
     return backend
+
+
+def _overriding(name: str) -> Backend:
+    """The backend the environment override names, checked like an explicit choice."""
+    refusal = _override_refusal(name)
+    if refusal is not None:
+        raise BackendUnavailable(refusal)
+    return _instances[name]
+
+
+def _override_refusal(name: str) -> str | None:
+    """Why the overriding backend cannot run here (None if it can); creates it."""
+    source = f"(from the environment variable {ENV_VAR})"
+    fix = f"; or unset {ENV_VAR} to let auto choose"
+    if name == "asyncio":
+        return f"{_mismatch(name, coroutine=False)} {source}{fix}"
+    reason = get_backend(name).unavailable_reason()
+    if reason is None:
+        return None
+    return f"backend={name!r} {source} cannot run here: {reason}{fix}"
 
 
 def _mismatch(requested: str, coroutine: bool) -> str:
@@ -165,4 +218,7 @@ def _mismatch(requested: str, coroutine: bool) -> str:
     )
 
 
-__all__ = ["ENV_VAR", "Backend", "BackendChoice", "detect_backend", "get_backend", "resolve"]
+__all__ = [
+    "ENV_VAR", "Backend", "BackendChoice", "detect_backend", "get_backend", "resolve",
+    "validate_environment",
+]

@@ -44,12 +44,16 @@ class EventletBackend(GuardedHub, Backend):
         # Just armed: the deadline is `seconds` from now.
         hub = self._get_hub()
         timer = scope._handle = _ThrowTimer(scope, self._getcurrent(), hub)
-        hub.add_timer(timer)
-        guard = self._guard if hub is self._guarded_hub else self._adopt_hub(hub)
-        if guard is not None:
-            guard.add(scope)
-            if not guard.ticking:
-                guard.start()
+        try:
+            hub.add_timer(timer)
+            guard = self._guard if hub is self._guarded_hub else self._adopt_hub(hub)
+            if guard is not None:
+                guard.add(scope)
+                if not guard.ticking:
+                    guard.start()
+        except BaseException:  # entry failed: leave no timer and no guard behind
+            self.disarm(scope)
+            raise
 
     @protected
     def disarm(self, scope: TimeoutScope) -> None:

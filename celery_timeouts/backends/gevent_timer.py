@@ -45,12 +45,16 @@ class GeventBackend(GuardedHub, Backend):
         # not from the loop's last iteration (stale after a long CPU-bound stretch).
         hub = self._get_hub()
         timer = scope._handle = hub.loop.timer(scope.seconds)
-        timer.start(_throw, scope, self._getcurrent(), update=True)
-        guard = self._guard if hub is self._guarded_hub else self._adopt_hub(hub)
-        if guard is not None:
-            guard.add(scope)
-            if not guard.ticking:
-                guard.start()
+        try:
+            timer.start(_throw, scope, self._getcurrent(), update=True)
+            guard = self._guard if hub is self._guarded_hub else self._adopt_hub(hub)
+            if guard is not None:
+                guard.add(scope)
+                if not guard.ticking:
+                    guard.start()
+        except BaseException:  # entry failed: leave no timer and no guard behind
+            self.disarm(scope)
+            raise
 
     @protected
     def disarm(self, scope: TimeoutScope) -> None:

@@ -111,7 +111,11 @@ class GreenGuard:
             if self.ticking:
                 return
             self.ticking = True
-        self._schedule()
+        try:
+            self._schedule()
+        except BaseException:  # the next scope's entry tries again
+            self.ticking = False
+            raise
 
     def _schedule(self) -> None:
         watchdog = self._watchdog

@@ -19,7 +19,7 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from .._context import signal_unavailable_reason
+from .._context import is_main_thread, signal_unavailable_reason
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import at_handler_hole, in_protected_code, protected
 from .base import Backend
@@ -29,8 +29,13 @@ if TYPE_CHECKING:
 
 _NOTHING: Any = object()
 _IDLE = math.inf  # _armed_for when the itimer is not ours (never compared as "earlier")
+_monotonic = time.monotonic
+_ITIMER_REAL = signal.ITIMER_REAL
 _MIN_DELAY = 1e-6  # setitimer(…, 0) would disarm instead of firing at once
 _RETRY_DELAY = 0.0005  # when the signal lands in library code, try again shortly
+# How far an itimer read back may be from what we set and still be ours.
+_TIMER_TOLERANCE = 0.002
+_REMEMBERED = 8  # how many of the deadlines we set are remembered
 
 
 class SignalBackend(Backend):
@@ -42,6 +47,10 @@ class SignalBackend(Backend):
         self._handler = self._on_sigalrm  # one bound method, so identity checks work
         self._restore_handler: Any = _NOTHING  # user's handler, put back at the outermost exit
         self._user_timer: tuple[float, float] | None = None  # (deadline, interval)
+        self._leave_pending = False  # the outermost scope was left in another thread
+        self._handled_at = -math.inf  # when our handler last ran (time.monotonic), for tests
+        # When the kernel rings the itimers we set lately: [earliest, latest] (_is_ours)
+        self._recent: list[list[float]] = []
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_in_child)
 
@@ -52,13 +61,23 @@ class SignalBackend(Backend):
     def arm(self, scope: TimeoutScope) -> None:
         active = self._active
         active.append(scope)
-        if len(active) == 1:
-            self._enter_outermost(scope)
-        elif scope._deadline < self._armed_for:
-            self._set_timer(scope._deadline)
+        try:
+            if len(active) == 1:
+                self._enter_outermost(scope)
+            elif scope._deadline < self._armed_for:
+                self._set_timer(scope._deadline)
+        except BaseException:
+            # Entry failed: leave no trace (each step above changes nothing if it fails).
+            active.remove(scope)
+            raise
 
     @protected
     def disarm(self, scope: TimeoutScope) -> None:
+        if (
+            scope._deadline <= _monotonic() and not scope._fired and not scope._fire_attempts
+            and self._signal_went_elsewhere(scope)
+        ):
+            scope._fire_attempts += 1  # the deadline holds: raised as the scope exits
         active = self._active
         if active and active[-1] is scope:
             active.pop()
@@ -73,17 +92,43 @@ class SignalBackend(Backend):
             self._rearm()
 
     @protected
+    def _signal_went_elsewhere(self, scope: TimeoutScope) -> bool:
+        """The deadline passed and our timer is no longer armed for it, yet it did not
+        fire: its signal went to a handler the body installed (or was ignored), or the body
+        set the timer itself (then its own alarm is pending)."""
+        _checkpoint()  # our SIGALRM, if it is pending, is handled here (maybe a retry)
+        if _signal.getsignal(signal.SIGALRM) is not self._handler:
+            return True
+        now = time.monotonic()
+        timer = _signal.getitimer(signal.ITIMER_REAL)
+        # Still armed by us: not rung yet (the kernel's clock is a hair behind), or rung in
+        # library code and retried (the exit won that race, as with any backend)?
+        return not (timer[0] > 0 and self._is_ours(timer, now, time.monotonic()))
+
+    @protected
     def _enter_outermost(self, scope: TimeoutScope) -> None:
+        if self._leave_pending:  # the last outermost scope was left in another thread
+            self._finish_leaving()
         current = _signal.getsignal(signal.SIGALRM)
         if current is not self._handler:
+            _signal.signal(signal.SIGALRM, self._handler)
             # With the default disposition (an int here, not the enum) there is nothing
             # to restore: our handler stays and acts as the default outside scopes.
             if current != _signal.SIG_DFL and current is not None:
                 self._restore_handler = current
-            _signal.signal(signal.SIGALRM, self._handler)
-        old_delay, old_interval = _signal.setitimer(
-            signal.ITIMER_REAL, max(scope._deadline - time.monotonic(), _MIN_DELAY)
-        )
+        # As _setitimer, inlined: this is every outermost scope's entry.
+        before = _monotonic()
+        delay = max(scope._deadline - before, _MIN_DELAY)
+        noted = [before + delay, math.inf]
+        self._recent = [noted]
+        try:
+            old_delay, old_interval = _signal.setitimer(_ITIMER_REAL, delay)
+        except BaseException:
+            if self._restore_handler is not _NOTHING:
+                _signal.signal(signal.SIGALRM, self._restore_handler)
+                self._restore_handler = _NOTHING
+            raise
+        noted[1] = _monotonic() + delay
         self._armed_for = scope._deadline
         if old_delay > 0:
             user_deadline = time.monotonic() + old_delay
@@ -93,8 +138,23 @@ class SignalBackend(Backend):
 
     @protected
     def _leave_outermost(self) -> None:
-        _signal.setitimer(signal.ITIMER_REAL, 0)
+        now = _monotonic()
+        old = _signal.setitimer(_ITIMER_REAL, 0)
+        if old[0] and not self._is_ours(old, now, _monotonic()):
+            self._adopt(old, now)  # the body's own alarm: pending after the scope too
         _checkpoint()  # a SIGALRM from our timer that is still pending is handled here
+        if self._restore_handler is not _NOTHING and not is_main_thread():
+            # Left in another thread (a misuse the scope reports): only the main thread
+            # may put a handler back, so ring it there at once and finish leaving then.
+            self._leave_pending = True
+            self._set_timer(time.monotonic())
+            return
+        self._finish_leaving()
+
+    @protected
+    def _finish_leaving(self) -> None:
+        """Put back the user's handler and pending timer (in the main thread)."""
+        self._leave_pending = False
         self._armed_for = _IDLE  # from now on, a SIGALRM is not ours
         if self._restore_handler is not _NOTHING:
             if _signal.getsignal(signal.SIGALRM) is self._handler:
@@ -108,8 +168,64 @@ class SignalBackend(Backend):
 
     @protected
     def _set_timer(self, deadline: float) -> None:
-        _signal.setitimer(signal.ITIMER_REAL, max(deadline - time.monotonic(), _MIN_DELAY))
+        now = time.monotonic()
+        old = self._setitimer(deadline)
+        if not self._is_ours(old, now, time.monotonic()):
+            # The body set the timer itself (alarm() in a scope): it is the user's now,
+            # as it would have replaced the user's without us; it stays pending.
+            self._adopt(old, now)
+            user = self._user_timer
+            if user is not None and user[0] < deadline:
+                self._setitimer(user[0])
+                deadline = user[0]
         self._armed_for = deadline
+
+    def _setitimer(self, deadline: float | None) -> tuple[float, float]:
+        """Set the itimer for `deadline` (None: disarm it), noting when the kernel will
+        ring it: between the delay added to the time before the call and after it."""
+        recent = self._recent
+        if len(recent) >= _REMEMBERED:
+            del recent[0]
+        if deadline is None:
+            recent.append([-math.inf, -math.inf])
+            return _signal.setitimer(signal.ITIMER_REAL, 0)  # type: ignore[no-any-return]
+        before = time.monotonic()
+        delay = max(deadline - before, _MIN_DELAY)
+        # Noted before the call: a handler may run and look between the call and the note.
+        entry = [before + delay, math.inf]
+        recent.append(entry)
+        old: tuple[float, float] = _signal.setitimer(signal.ITIMER_REAL, delay)
+        entry[1] = time.monotonic() + delay
+        return old
+
+    def _is_ours(self, timer: tuple[float, float], before: float, after: float) -> bool:
+        """Could this itimer value, read between `before` and `after`, come from one we
+        set since the outermost scope began?
+
+        Any of them, not just the last: a handler run between our setting the timer and
+        noting it may have set another (its retry)."""
+        delay, interval = timer
+        if interval:
+            return False  # we never set a repeating timer
+        high = after + _TIMER_TOLERANCE
+        if not delay:  # rung or disarmed
+            return any(earliest <= high for earliest, _ in self._recent)
+        low, high = before - _TIMER_TOLERANCE + delay, high + delay  # when it will ring
+        for earliest, latest in self._recent:  # noqa: SIM110 (a loop: no generator per exit)
+            if earliest <= high and low <= latest:
+                return True
+        return False
+
+    def _adopt(self, timer: tuple[float, float], now: float, *, rang: bool = False) -> None:
+        """Take a timer the body set inside a scope as the user's (None if it cancelled
+        ours); `rang`: its signal is the one being handled."""
+        delay, interval = timer
+        if rang and (interval or not delay):
+            self._user_timer = (now, interval)  # a one-shot that fired, or a repeat's tick
+        elif delay:
+            self._user_timer = (now + delay, interval)
+        else:
+            self._user_timer = None  # the body cancelled the timer (alarm(0))
 
     @protected
     def _rearm(self) -> None:
@@ -120,18 +236,28 @@ class SignalBackend(Backend):
         if pending:
             self._set_timer(min(pending))
         else:
-            _signal.setitimer(signal.ITIMER_REAL, 0)
+            now = time.monotonic()
+            old = self._setitimer(None)
             self._armed_for = _IDLE
+            if old[0] and not self._is_ours(old, now, time.monotonic()):
+                self._adopt(old, now)
+                self._set_timer(self._user_timer[0])  # type: ignore[index]
 
     @protected
     def _on_sigalrm(self, signum: int, frame: FrameType | None) -> None:
-        now = time.monotonic()
+        now = self._handled_at = time.monotonic()
         if not self._active:
+            if self._leave_pending:  # rung by a scope left in another thread
+                self._finish_leaving()
             # Our timer's signal can arrive once the last scope is gone from the list,
             # while its exit is still disarming: then it is ours, and late; ignore it.
-            if self._armed_for is _IDLE:
+            elif self._armed_for is _IDLE:
                 self._act_as_displaced(signum, frame)
             return
+        if frame is None or not in_protected_code(frame):  # no timer of ours half set
+            timer = _signal.getitimer(signal.ITIMER_REAL)
+            if not self._is_ours(timer, now, time.monotonic()):
+                self._adopt(timer, now, rang=True)  # the body's own alarm (or its tick) rang
         user = self._user_timer
         if user is not None and user[0] <= now:
             self._fire_user_timer(signum, frame, user)

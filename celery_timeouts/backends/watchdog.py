@@ -115,10 +115,16 @@ class WatchdogBackend(Backend):
         entry = (scope._deadline, next(self._sequence), scope)
         with self._lock:
             heapq.heappush(self._heap, entry)
-            if self._thread is None:
-                self._start_thread()
-            elif self._heap[0] is entry:
-                self._wakeup.notify()
+            try:
+                if self._thread is None:
+                    self._start_thread()
+                elif self._heap[0] is entry:
+                    self._wakeup.notify()
+            except BaseException:  # entry failed: the entry left in the heap is dead
+                scope._armed = False
+                scope._entry_frame = None
+                self._cancelled += 1
+                raise
 
     @protected
     def disarm(self, scope: _Timed) -> None:
@@ -164,6 +170,7 @@ class WatchdogBackend(Backend):
         self._cancelled = 0
 
     def _start_thread(self) -> None:
+        """Start the watchdog thread (the lock held); if that fails, the next call tries again."""
         if is_green_patched():
             start_new_thread, _ = os_thread_primitives()  # threading.Thread is a greenlet now
             self._thread = start_new_thread(self._run, ())
@@ -171,8 +178,8 @@ class WatchdogBackend(Backend):
         thread = threading.Thread(
             target=self._run, name="celery-timeouts-watchdog", daemon=True
         )
-        self._thread = thread
         thread.start()
+        self._thread = thread
 
     def _run(self) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ from celery.concurrency.base import apply_target
 from celery.exceptions import SoftTimeLimitExceeded
 
 from .._scope import TimeoutScope
+from .._validation import MAX_SECONDS
 from ._final import FinalScope
 from ._stuck import format_stack, task_id_of, traceback_frames
 
@@ -43,10 +44,14 @@ def effective_limit(requested: float | None, worker_default: float | None) -> fl
     limit = requested if requested else worker_default
     if not limit or isinstance(limit, bool):
         return None
-    limit = float(limit)
+    try:
+        limit = float(limit)
+    except OverflowError:  # an int beyond floats (10**400) from a message
+        limit = math.inf if limit > 0 else -math.inf
     if math.isnan(limit) or limit <= 0 or math.isinf(limit):
         return None
-    return limit
+    # Beyond what the timers can count: no practical limit, armed as the longest one.
+    return min(limit, MAX_SECONDS)
 
 
 def job_scopes(soft: float | None, hard: float | None) -> tuple[FinalScope, TimeoutScope]:
