@@ -115,3 +115,34 @@ def test_a_with_blocks_exit_call_is_never_a_delivery_point() -> None:
     ]
     assert exit_calls, dis.Bytecode(body).dis()
     assert all(call.offset in unsafe for call in exit_calls)
+
+
+def test_where_injection_is_refused_a_worker_thread_scope_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from celery_timeouts import (
+        BackendUnavailable,
+        backends,
+        current_scope,
+        detect_backend,
+        portable_timeout,
+    )
+    from celery_timeouts.backends import watchdog
+
+    from conftest import run_in_thread
+
+    refused = mechanisms_for(Interpreter("cpython", (3, 14), True))
+    monkeypatch.setattr(watchdog, "_INJECTION_REFUSED", refused.injection_refused)
+    monkeypatch.setattr(backends, "MECHANISMS", refused)
+
+    def body() -> tuple[str, str, object]:
+        with pytest.raises(BackendUnavailable) as refusal, portable_timeout(5):
+            pass
+        return str(refusal.value), detect_backend().reason, current_scope()
+
+    message, reason, scope = run_in_thread(body)
+    assert message.startswith("backend='thread' cannot run here: free-threaded CPython 3.14")
+    assert "scopes entered here raise BackendUnavailable: free-threaded" in reason
+    assert scope is None  # the refused entry left nothing behind
+    with pytest.raises(BackendUnavailable, match="cannot raise in another thread"):
+        backends.get_backend("thread").deliver(0, TimeoutError(), None)  # type: ignore[attr-defined]

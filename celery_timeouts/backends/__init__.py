@@ -13,6 +13,7 @@ import threading
 from typing import Any, NamedTuple
 
 from .._context import eventlet_context, gevent_context, is_main_thread
+from .._interpreter import MECHANISMS
 from .._validation import AUTO, validate_backend
 from ..exceptions import BackendUnavailable
 from .base import Backend
@@ -114,6 +115,11 @@ def _auto_choice() -> BackendChoice:
         reason = "main thread, but this platform has no setitimer"
     else:
         reason = "not the main thread: SIGALRM cannot reach it, so the watchdog thread"
+        if MECHANISMS.injection_refused is not None:
+            reason += f"; scopes entered here raise BackendUnavailable: " \
+                f"{MECHANISMS.injection_refused}"
+        elif MECHANISMS.unverified is not None:
+            reason += f"; {MECHANISMS.unverified}"
     return BackendChoice(name, reason)
 
 

@@ -30,6 +30,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .._context import is_green_patched, native_thread_id, os_lock, os_thread_primitives
+from .._interpreter import MECHANISMS, warn_once_if_unverified
 from .._on_timeout import take as take_deadline_calls
 from .._unwind import (
     at_handler_hole,
@@ -39,6 +40,7 @@ from .._unwind import (
     raising_on_landing,
     stack_has_handler_holes,
 )
+from ..exceptions import BackendUnavailable
 from .base import Backend
 from .instruction_events import InstructionDelivery
 
@@ -52,12 +54,25 @@ if TYPE_CHECKING:
 
 # Our own prototypes: setting argtypes on ctypes.pythonapi's shared function object would
 # change it for every other library in the process. The clearing variant passes NULL.
-_set_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)(
-    ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
-)
-_clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
-    ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
-)
+# Where the interpreter has no such function, or injecting is unsafe (PyPy, free-threaded
+# builds: see _interpreter), scopes refuse to arm and these are never reached with a
+# target; they report "no thread found", as CPython's does for an unknown thread id.
+_INJECTION_REFUSED = MECHANISMS.injection_refused
+
+
+def _no_async_exc(thread_id: int, exception: object) -> int:
+    return 0
+
+
+_set_async_exc: Callable[[int, object], int] = _no_async_exc
+_clear_async_exc: Callable[[int, object], int] = _no_async_exc
+if _INJECTION_REFUSED is None:
+    _set_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)(
+        ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
+    )
+    _clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
+        ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
+    )
 
 # Instructions after which (or at which) CPython checks for pending asynchronous
 # exceptions before running any other instruction of the thread.
@@ -85,6 +100,7 @@ class WatchdogBackend(Backend):
 
     def __init__(self) -> None:
         self._init_state()
+        warn_once_if_unverified()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_in_child)
 
@@ -103,10 +119,12 @@ class WatchdogBackend(Backend):
         self._next_instruction = InstructionDelivery(self._lock)
 
     def unavailable_reason(self) -> str | None:
-        return None
+        return _INJECTION_REFUSED
 
     @protected
     def arm(self, scope: TimeoutScope) -> None:
+        if _INJECTION_REFUSED is not None:  # `auto` picked us from the cache: refuse here
+            raise BackendUnavailable(f"backend='thread' cannot run here: {_INJECTION_REFUSED}")
         scope._thread_id = native_thread_id()
         scope._armed = True
         # On 3.13, the frame holding the `with` (arm <- __enter__, which is _enter <- it);
@@ -266,6 +284,8 @@ class WatchdogBackend(Backend):
         on 3.13 never where a loop back-jump would skip the handlers of the frames from
         the thread's current one out to `entry_frame`. `cancel` withdraws it until it lands.
         """
+        if _INJECTION_REFUSED is not None:
+            raise BackendUnavailable(f"cannot raise in another thread: {_INJECTION_REFUSED}")
         delivery = Delivery(thread_id, exception, entry_frame)
         self._push(delivery)
         return delivery
