@@ -418,6 +418,21 @@ def test_a_shorter_own_timeout_wins(pair: tuple[socket.socket, socket.socket]) -
     ]
 
 
+def test_a_longer_own_timeout_ends_at_the_deadline_and_stays_set(
+    pair: tuple[socket.socket, socket.socket]
+) -> None:
+    # What HTTP and database clients do: a read timeout longer than the limit. CPython
+    # polls for the socket's timeout before its first recv, so the deadline must bound
+    # that poll too (the demo's silent-server task).
+    a, _ = pair
+    a.settimeout(FOREVER)
+    for call in (lambda: a.recv(1), lambda: a.recv_into(bytearray(1)), lambda: a.recvfrom(1)):
+        raised, seconds = in_thread(limited(call))
+        assert isinstance(raised, TaskTimeout), raised
+        assert seconds + 0.01 >= LIMIT and seconds < BOUND, seconds
+        assert a.gettimeout() == FOREVER
+
+
 def test_a_blocking_socket_is_blocking_again(pair: tuple[socket.socket, socket.socket]) -> None:
     a, _ = pair
     raised, _ = in_thread(limited(lambda: a.recv(1)))

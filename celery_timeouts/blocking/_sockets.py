@@ -31,8 +31,8 @@ METHODS = (
 SSL_METHODS = (*METHODS, "do_handshake")
 
 
-# Where the recv methods of `socket.socket` take their flags: inside a scope they first
-# try with MSG_DONTWAIT added, which returns what is already there in one system call
+# Where the recv methods of `socket.socket` take their flags: inside a scope, on a
+# blocking socket, they first try with MSG_DONTWAIT added, which returns what is already there in one system call
 # (as stock) and changes nothing on the socket; only a call that would block goes on
 # to the timeout below (two more system calls to set it and put it back, one to poll).
 _DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0))  # an int: IntFlag arithmetic costs 0.2 us
@@ -86,7 +86,9 @@ def _receive(
 ) -> Any:
     """A recv method: what is already there, or else wait as `_call`."""
     flags = args[flags_at] if len(args) > flags_at else 0
-    if sock.gettimeout() != 0.0 and not flags & _DONTWAIT:
+    # Only a blocking socket: with a timeout of its own, CPython polls for that timeout
+    # before the first recv, MSG_DONTWAIT or not (sock_call_ex), so the try would wait.
+    if sock.gettimeout() is None and not flags & _DONTWAIT:
         now = (*args[:flags_at], *(0,) * (flags_at - len(args)), flags | _DONTWAIT)
         try:
             return original(sock, *now)

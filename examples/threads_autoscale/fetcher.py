@@ -28,8 +28,9 @@ enable_time_limits(app)
 @app.task(soft_time_limit=2, time_limit=3)
 def fetch(url: str) -> dict[str, Any]:
     """GET `url` and return its size. No socket timeout, as much real code forgets: a
-    server that never answers leaves the thread stuck in C, and only the hard limit
-    (the pool giving up on the thread) ends the task."""
+    server that never answers would hold the thread for ever. The soft limit ends the
+    read where it waits (`enable_time_limits` turns on `celery_timeouts.blocking` on
+    ``-P threads``), so the task fails with `SoftTimeLimitExceeded` at 2 s."""
     started = time.monotonic()
     with urllib.request.urlopen(url) as response:
         body = response.read()

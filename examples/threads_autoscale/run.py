@@ -1,7 +1,7 @@
 """A real ``celery worker -P threads --autoscale=6,2`` fetching from a local HTTP server.
 
 It shows, in order: the pool growing under a burst of fetches and shrinking back once
-idle, the soft limit letting a download clean up after itself, the hard limit ending a
+idle, the soft limit letting a download clean up after itself, the soft limit ending a
 fetch stuck on a server that never answers, and the worker serving on afterwards.
 
 Run: python examples/threads_autoscale/run.py
