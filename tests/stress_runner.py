@@ -193,7 +193,7 @@ if BLOCKING:
                 self.fed.put(kind)
 
         def body(self, seconds: float, rng: random.Random) -> None:
-            seconds *= 0.7  # the feeder and the waiter need the GIL back: both sides win
+            seconds *= 0.35  # the feeder and the waiter need the GIL back: both sides win
             kind = rng.choice(("sleep", "recv", "get"))
             if kind == "sleep":
                 time.sleep(seconds)
