@@ -1,8 +1,9 @@
 """Which of the library's CPython-specific mechanisms this interpreter may use.
 
 The thread backend raises timeouts in other threads with `PyThreadState_SetAsyncExc`,
-reads their frames to pick where the exception may land, and on 3.13 delivers at the
-next safe instruction through `sys.monitoring`. Each rests on CPython internals that
+reads their frames to pick where the exception may land, and on 3.12 and 3.13 delivers
+at the next safe instruction through `sys.monitoring` where a loop's closing jump lies
+outside its handlers. Each rests on CPython internals that
 change between versions, so each runs only where it was verified; an untested
 interpreter gets the conservative path, and says so once:
 
@@ -78,7 +79,7 @@ def mechanisms_for(interpreter: Interpreter) -> Mechanisms:
             f"its scope exits, not inside the loop"
         )
         return Mechanisms(None, False, unverified)
-    return Mechanisms(None, version >= (3, 13), None)
+    return Mechanisms(None, version >= (3, 12), None)
 
 
 MECHANISMS = mechanisms_for(this_interpreter())

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _compat_args as _args
 from ._context import eventlet_context, gevent_context, is_main_thread, native_thread_id
+from ._interpreter import MECHANISMS
 from ._unwind import protected
 from .exceptions import TaskTimeout
 
@@ -432,7 +433,7 @@ class _ThreadDriver(_Driver):
     """A worker thread: the watchdog thread runs the handler and injects what it raised."""
 
     name = "thread"
-    needs_entry_frame = sys.version_info >= (3, 13)  # see watchdog._DELIVERED_AT_NEXT_CHECK
+    needs_entry_frame = MECHANISMS.instruction_delivery  # see watchdog._INSTRUCTION_DELIVERY
 
     def __init__(self) -> None:
         from .backends import get_backend

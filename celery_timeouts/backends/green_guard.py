@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .watchdog import WatchdogBackend
 
 # Python 3.13 leaves some loop back-jumps outside their handlers (cpython#130279).
-_INSTRUCTION_DELIVERY = MECHANISMS.instruction_delivery  # 3.13 only (see _interpreter)
+_INSTRUCTION_DELIVERY = MECHANISMS.instruction_delivery  # 3.12, 3.13 (see _interpreter)
 TICK = 0.02  # seconds between the watchdog's looks at the armed green scopes
 GRACE = 0.01  # how long past its deadline the hub's own timer gets before the guard acts
 SIGNAL: int | None = getattr(signal, "SIGURG", None)

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType
+from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
 
 from .._context import is_green_patched, native_thread_id, os_lock, os_thread_primitives
@@ -34,6 +34,7 @@ from .._interpreter import MECHANISMS, warn_once_if_unverified
 from .._on_timeout import take as take_deadline_calls
 from .._unwind import (
     at_handler_hole,
+    handler_holes,
     in_protected_code,
     injectable,
     protected,
@@ -84,9 +85,37 @@ _SAFE_LANDING_OPS = frozenset(
     )
     if name in dis.opmap
 )
+# Before 3.12 a loop may close with a conditional jump back, which checks when taken: a
+# thread paused there (a loop with no call in it pauses nowhere else) has just checked.
+_CONDITIONAL_JUMPS = frozenset(
+    name for name in (
+        "POP_JUMP_IF_TRUE", "POP_JUMP_IF_FALSE",  # 3.10, backwards when closing a loop
+        "POP_JUMP_BACKWARD_IF_TRUE", "POP_JUMP_BACKWARD_IF_FALSE",  # 3.11
+        "POP_JUMP_BACKWARD_IF_NONE", "POP_JUMP_BACKWARD_IF_NOT_NONE",
+    )
+    if sys.version_info < (3, 12) and name in dis.opmap
+)
+
+
+@functools.lru_cache(maxsize=512)
+def _loop_closing_jumps(code: CodeType) -> frozenset[int]:
+    """Offsets of the conditional jumps back in `code` (Python 3.10 and 3.11)."""
+    return frozenset(
+        instruction.offset
+        for instruction in dis.get_instructions(code)
+        if instruction.opname in _CONDITIONAL_JUMPS
+        and isinstance(instruction.argval, int)
+        and instruction.argval <= instruction.offset
+    )
+
+
 # Python 3.13 delivers an asynchronous exception at the thread's next check, not where
 # the thread was interrupted (cpython#139622).
 _DELIVERED_AT_NEXT_CHECK = sys.version_info >= (3, 13)
+# Delivery at the next safe instruction through sys.monitoring (instruction_events):
+# 3.12 and 3.13, where verified (see _interpreter). On 3.12 an injection lands where the
+# thread is, so only a frame at a loop back-jump outside its handlers needs it.
+_INSTRUCTION_DELIVERY = MECHANISMS.instruction_delivery
 _RETRY_DELAYS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 _SPIN_LIMIT = 0.001  # a residual wait this short is spun out, holding on to the GIL
 _WAIT_MAX = min(threading.TIMEOUT_MAX, 3600.0)
@@ -127,9 +156,10 @@ class WatchdogBackend(Backend):
             raise BackendUnavailable(f"backend='thread' cannot run here: {_INJECTION_REFUSED}")
         scope._thread_id = native_thread_id()
         scope._armed = True
-        # On 3.13, the frame holding the `with` (arm <- __enter__, which is _enter <- it);
-        # dropped on disarm, so the scope and that frame do not keep each other alive.
-        scope._entry_frame = sys._getframe(2) if _DELIVERED_AT_NEXT_CHECK else None
+        # Where instructions deliver, the frame holding the `with` (arm <- __enter__,
+        # which is _enter <- it); dropped on disarm, so the scope and that frame do not
+        # keep each other alive.
+        scope._entry_frame = sys._getframe(2) if _INSTRUCTION_DELIVERY else None
         entry = (scope._deadline, next(self._sequence), scope)
         with self._lock:
             heapq.heappush(self._heap, entry)
@@ -430,11 +460,19 @@ def _landing(frame: FrameType, entry_frame: FrameType | None) -> str:
         # the scope's exit, maybe on a loop back-jump outside its handlers (cpython#130279).
         return _AT_NEXT_INSTRUCTION
     lasti = frame.f_lasti
-    if lasti < 0 or frame.f_code.co_code[lasti] not in _SAFE_LANDING_OPS:
-        return _LATER
-    if not _DELIVERED_AT_NEXT_CHECK and at_handler_hole(frame):
-        return _LATER
-    return _NOW
+    code = frame.f_code
+    safe = lasti >= 0 and (
+        code.co_code[lasti] in _SAFE_LANDING_OPS
+        or (_CONDITIONAL_JUMPS and lasti in _loop_closing_jumps(code))
+    )
+    if not _DELIVERED_AT_NEXT_CHECK and (not safe or at_handler_hole(frame)) and (
+        handler_holes(code)
+    ):
+        # 3.12: a loop whose closing jump lies outside its try/with, as on 3.13: with no
+        # call in it, that jump is its only safe-looking instruction, and raising there
+        # skips the handlers. Raise at its next safe instruction instead.
+        return _AT_NEXT_INSTRUCTION if _INSTRUCTION_DELIVERY else _LATER
+    return _NOW if safe else _LATER
 
 
 def _line_landed(item: TimeoutScope | Delivery) -> BaseException:

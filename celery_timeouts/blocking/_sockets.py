@@ -32,9 +32,10 @@ SSL_METHODS = (*METHODS, "do_handshake")
 
 
 # Where the recv methods of `socket.socket` take their flags: inside a scope, on a
-# blocking socket, they first try with MSG_DONTWAIT added, which returns what is already there in one system call
-# (as stock) and changes nothing on the socket; only a call that would block goes on
-# to the timeout below (two more system calls to set it and put it back, one to poll).
+# blocking socket, they first try with MSG_DONTWAIT added, which returns what is already
+# there in one system call (as stock) and changes nothing on the socket; only a call that
+# would block goes on to the timeout below (two more system calls to set it and put it
+# back, one to poll).
 _DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0))  # an int: IntFlag arithmetic costs 0.2 us
 _FLAGS_AT = {"recv": 1, "recvfrom": 1, "recv_into": 2, "recvfrom_into": 2}
 _POSITIONAL_ONLY = frozenset({"connect", "accept", "recv", "recvfrom", "send", "sendall", "sendto"})
