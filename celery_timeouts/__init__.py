@@ -8,8 +8,9 @@ watchdog thread everywhere else.
 
 from __future__ import annotations
 
+from ._current import ScopeState, current_scope
 from ._on_timeout import OnTimeout
-from ._scope import ScopeState, TimeoutScope, current_scope, on_timeout
+from ._scope import TimeoutScope, on_timeout
 from ._validation import MAX_SECONDS as _MAX_SECONDS
 from .backends import BackendChoice, detect_backend
 from .cooperative import check, remaining, sleep

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import wrapt
 
-from ._generators import timed_async_generator, timed_generator
-from ._scope import TimeoutScope
+from ._generators import NewScope, timed_async_generator, timed_generator
 from .backends import _mismatch
 from .exceptions import BackendUnavailable
 
@@ -28,13 +27,16 @@ def decorate(
     backend: str,
     exception: type[BaseException],
     catchable: bool,
+    scope: NewScope,
 ) -> _F:
+    """`wrapped`, each call of it timed by a fresh `scope(seconds, backend, exception,
+    catchable)` (`TimeoutScope._trusted`, passed in: this module does not import the
+    scope's, which imports it)."""
     target = getattr(wrapped, "__func__", wrapped)  # classmethod / staticmethod objects
     if not callable(target):
         raise TypeError(
             f"portable_timeout(...) decorates functions and methods, got {wrapped!r}"
         )
-    scope = TimeoutScope._trusted
     if seconds is not None and inspect.isasyncgenfunction(target):
         if backend not in ("auto", "asyncio"):
             raise BackendUnavailable(_mismatch(backend, coroutine=True))
@@ -44,7 +46,7 @@ def decorate(
         def timed_async_generator_function(
             call: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> Any:
-            return timed_async_generator(call(*args, **kwargs), async_timing)
+            return timed_async_generator(call(*args, **kwargs), async_timing, scope)
 
         return cast(_F, timed_async_generator_function(wrapped))
     if inspect.iscoroutinefunction(target):
@@ -69,7 +71,7 @@ def decorate(
         def timed_generator_function(
             call: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> Any:
-            return timed_generator(call(*args, **kwargs), timing)
+            return timed_generator(call(*args, **kwargs), timing, scope)
 
         return cast(_F, timed_generator_function(wrapped))
 
@@ -81,6 +83,7 @@ def decorate(
 
     function = _TimedFunction(wrapped, timed)
     function._self_timing = (seconds, backend, exception, catchable)
+    function._self_scope = scope
     return cast(_F, function)
 
 
@@ -100,10 +103,8 @@ class _TimedFunction(_FunctionWrapper):
     """
 
     _self_timing: tuple[float | None, str, type[BaseException], bool]
+    _self_scope: NewScope
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with _scope(*self._self_timing):
+        with self._self_scope(*self._self_timing):
             return self.__wrapped__(*args, **kwargs)
-
-
-_scope = TimeoutScope._trusted

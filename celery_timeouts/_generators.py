@@ -19,19 +19,20 @@ Closing the generator early (`close()`, `aclose()`, garbage collection) is not t
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._scope import TimeoutScope
+if TYPE_CHECKING:
+    from ._scope import TimeoutScope
 
 Timing = tuple[float, str, type[BaseException], bool]  # seconds, backend, exception, catchable
-
-_scope = TimeoutScope._trusted
+# `TimeoutScope._trusted`, passed in by the decorator (the scope's module imports this one).
+NewScope = Callable[[Any, str, "type[BaseException]", bool], "TimeoutScope"]
 
 
 def timed_generator(
-    generator: Generator[Any, Any, Any], timing: Timing
+    generator: Generator[Any, Any, Any], timing: Timing, _scope: NewScope
 ) -> Generator[Any, Any, Any]:
     """Run `generator` step by step, each step inside a scope with what is left of the deadline."""
     seconds, backend, exception, catchable = timing
@@ -51,7 +52,7 @@ def timed_generator(
             except StopIteration as stop:
                 finished = stop
         elif remaining <= 0:
-            overdue = _overdue(timing, backend_used)
+            overdue = _overdue(timing, backend_used, _scope)
             if not catchable:
                 generator.close()
                 raise overdue
@@ -87,7 +88,7 @@ def _step(generator: Generator[Any, Any, Any], sent: Any, thrown: BaseException 
 
 
 async def timed_async_generator(
-    generator: AsyncGenerator[Any, Any], timing: Timing
+    generator: AsyncGenerator[Any, Any], timing: Timing, _scope: NewScope
 ) -> AsyncGenerator[Any, Any]:
     """`timed_generator` for `async def` functions that `yield`."""
     seconds, backend, exception, catchable = timing
@@ -107,7 +108,7 @@ async def timed_async_generator(
             except StopAsyncIteration:
                 finished = True
         elif remaining <= 0:
-            overdue = _overdue(timing, backend_used)
+            overdue = _overdue(timing, backend_used, _scope)
             if not catchable:
                 await generator.aclose()
                 raise overdue
@@ -144,7 +145,7 @@ async def _async_step(
     return await generator.asend(sent)
 
 
-def _overdue(timing: Timing, backend_used: str | None) -> BaseException:
+def _overdue(timing: Timing, backend_used: str | None, _scope: NewScope) -> BaseException:
     """The timeout of a deadline that passed while the generator was suspended."""
     seconds, backend, exception, catchable = timing
     timeout = _scope(seconds, backend, exception, catchable)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._context import os_lock
+from ._current import earliest
 
 if TYPE_CHECKING:
     from ._scope import TimeoutScope
@@ -179,14 +180,7 @@ def drop(scope: TimeoutScope) -> None:
 def innermost_with_limit(scope: TimeoutScope | None) -> TimeoutScope:
     """The enclosing scope whose deadline comes first and has not fired: the one whose
     timeout will reach the code running now."""
-    best: TimeoutScope | None = None
-    while scope is not None:
-        deadline = scope.deadline
-        if deadline is not None and not scope._fired and (
-            best is None or deadline < best.deadline  # type: ignore[operator]
-        ):
-            best = scope
-        scope = scope._parent
+    best = earliest(scope, _not_fired)
     if best is None:
         raise RuntimeError(
             "on_timeout() needs an active portable_timeout scope with a limit around the "
@@ -194,3 +188,7 @@ def innermost_with_limit(scope: TimeoutScope | None) -> TimeoutScope:
             "none is active here"
         )
     return best
+
+
+def _not_fired(scope: TimeoutScope) -> bool:
+    return not scope._fired

@@ -8,14 +8,17 @@ scope that owns it converts it to the public exception, on its way out.
 from __future__ import annotations
 
 import asyncio
-import enum
 import time
 from collections.abc import Callable
-from contextvars import ContextVar, Token
+from contextvars import Token
 from time import monotonic as _monotonic
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
+from ._current import ScopeState, enclosing
+from ._current import innermost as _innermost
+from ._current import live as _live
+from ._decorate import decorate
 from ._on_timeout import OnTimeout, drop, innermost_with_limit, not_active, register
 from ._on_timeout import run_deadline_callbacks as _run_deadline_callbacks
 from ._unwind import ScopeTimeout, exit_entry, protected
@@ -32,17 +35,7 @@ from .exceptions import TaskTimeout, _describe
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-class ScopeState(enum.Enum):
-    INIT = "init"
-    ACTIVE = "active"
-    EXITED = "exited"
-
-
 _INIT, _ACTIVE, _EXITED = ScopeState.INIT, ScopeState.ACTIVE, ScopeState.EXITED
-
-_innermost: ContextVar[TimeoutScope | None] = ContextVar(
-    "celery_timeouts_innermost_scope", default=None
-)
 
 
 class TimeoutScope:
@@ -231,9 +224,10 @@ class TimeoutScope:
 
     def __call__(self, wrapped: _F) -> _F:
         """Decorate a function, method or coroutine function: each call gets a fresh scope."""
-        from ._decorate import decorate
-
-        return decorate(wrapped, self.seconds, self._requested, self._exception, self._catchable)
+        return decorate(
+            wrapped, self.seconds, self._requested, self._exception, self._catchable,
+            TimeoutScope._trusted,
+        )
 
     # -- internals --------------------------------------------------------------------------
 
@@ -299,11 +293,8 @@ class TimeoutScope:
                 return
             except ValueError:  # a copy of the entering context
                 _innermost.set(_live(self._parent))
-        else:
-            while current is not None and current is not self:
-                current = current._parent
-            if current is self:
-                return  # left out of order here, say by a generator: skipped from now on
+        elif any(outer is self for outer in enclosing(current)):
+            return  # left out of order here, say by a generator: skipped from now on
         raise RuntimeError(
             "a portable_timeout scope was left in another thread or context than the one "
             "that entered it (a generator resumed elsewhere, a scope object handed to "
@@ -372,21 +363,6 @@ class TimeoutScope:
 
 
 _new_scope = object.__new__
-
-
-def _live(scope: TimeoutScope | None) -> TimeoutScope | None:
-    """`scope`, or its nearest enclosing scope that is not spent."""
-    while scope is not None and scope._state is _EXITED:
-        scope = scope._parent
-    return scope
-
-
-def current_scope() -> TimeoutScope | None:
-    """The innermost active scope of this thread, greenlet or task."""
-    scope = _innermost.get()
-    if scope is not None and scope._state is _EXITED:
-        return _live(scope)
-    return scope
 
 
 def on_timeout(callback: Callable[..., object], *args: Any) -> OnTimeout:

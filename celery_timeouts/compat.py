@@ -436,12 +436,9 @@ class _ThreadDriver(_Driver):
     needs_entry_frame = MECHANISMS.instruction_delivery  # see watchdog._INSTRUCTION_DELIVERY
 
     def __init__(self) -> None:
-        from .backends import get_backend
-        from .backends.watchdog import WatchdogBackend
+        from .backends.watchdog import shared_watchdog
 
-        watchdog = get_backend("thread")
-        assert isinstance(watchdog, WatchdogBackend)
-        self._watchdog = watchdog
+        self._watchdog = shared_watchdog()
         self.lock = threading.Lock()  # the owner thread and the watchdog share its clocks
 
     def owner(self) -> object:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import time
 
-from ._scope import ScopeState, TimeoutScope, current_scope
+from ._current import current_scope, earliest, enclosing
+from ._scope import TimeoutScope
 from .backends.base import Backend
 
 
@@ -74,23 +75,8 @@ def sleep(seconds: float) -> None:
 
 def _earliest_expired(scope: TimeoutScope, now: float) -> TimeoutScope | None:
     """The enclosing active scope whose deadline passed first (None if none)."""
-    best = None
-    best_deadline = math.inf
-    node: TimeoutScope | None = scope
-    while node is not None:
-        deadline = node.deadline
-        if (
-            deadline is not None and deadline <= now and deadline < best_deadline
-            and node._state is ScopeState.ACTIVE
-        ):
-            best, best_deadline = node, deadline
-        node = node._parent
-    return best
+    return earliest(scope, lambda node: node.deadline <= now)  # type: ignore[operator]
 
 
 def _nearest_backend(scope: TimeoutScope | None) -> Backend | None:
-    while scope is not None:
-        if scope._backend is not None:
-            return scope._backend
-        scope = scope._parent
-    return None
+    return next((node._backend for node in enclosing(scope) if node._backend is not None), None)

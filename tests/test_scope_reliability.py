@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from celery_timeouts import TaskTimeout, current_scope, portable_timeout
+from celery_timeouts import TaskTimeout, current_scope, on_timeout, portable_timeout
 from celery_timeouts._validation import MAX_SECONDS
 from celery_timeouts.backends import _instances, get_backend, sigalrm, watchdog
 
@@ -388,6 +388,10 @@ def test_a_signal_scope_left_in_another_thread_is_refused_and_cleaned_up() -> No
             time.sleep(0.01)  # the main thread puts the handler back at its next signal
         assert signal.getsignal(signal.SIGALRM) is mine
         assert current_scope() is None
+        # The spent scope is still in this context's chain: nothing may take it for an
+        # active one.
+        with pytest.raises(RuntimeError, match="none is active here"):
+            on_timeout(calls.append, 0)
         nothing_leaks_outside_scopes(0.5)
         a_short_scope_still_fires()
         assert signal.getsignal(signal.SIGALRM) is mine and calls == []
@@ -396,7 +400,7 @@ def test_a_signal_scope_left_in_another_thread_is_refused_and_cleaned_up() -> No
 
 
 def test_a_thread_scope_left_in_another_thread_keeps_the_entering_chain_intact() -> None:
-    from celery_timeouts import check, sleep
+    from celery_timeouts import blocking, check, sleep
 
     entered = threading.Event()
     left = threading.Event()
@@ -415,6 +419,9 @@ def test_a_thread_scope_left_in_another_thread_keeps_the_entering_chain_intact()
                 spin(0.4)
                 check()
                 sleep(0.05)
+                on_timeout(errors.append, "the spent scope's callback ran").cancel()
+                with blocking.patched():
+                    time.sleep(0.3)  # no deadline but the outer one's ends this wait
                 assert current_scope() is outer
             except BaseException as error:
                 errors.append(error)

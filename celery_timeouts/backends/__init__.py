@@ -49,9 +49,9 @@ def _create(name: str) -> Backend:
 
         return SignalBackend()
     if name == "thread":
-        from .watchdog import WatchdogBackend
+        from .watchdog import shared_watchdog
 
-        return WatchdogBackend()
+        return shared_watchdog()
     if name == "gevent":
         try:
             from .gevent_timer import GeventBackend

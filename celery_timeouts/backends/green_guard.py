@@ -26,6 +26,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
 from .._context import is_main_thread, native_thread_id, os_lock
+from .._current import current_scope, earliest
+from .._current import enclosing as enclosing_scopes
 from .._interpreter import MECHANISMS
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import at_handler_hole, in_protected_code, protected
@@ -120,10 +122,9 @@ class GreenGuard:
     def _schedule(self) -> None:
         watchdog = self._watchdog
         if watchdog is None:
-            from . import get_backend
+            from .watchdog import shared_watchdog
 
-            watchdog = self._watchdog = get_backend("thread")  # type: ignore[assignment]
-            assert watchdog is not None
+            watchdog = self._watchdog = shared_watchdog()
         watchdog.call_at(time.monotonic() + TICK, functools.partial(self._tick, self._generation))
 
     def _tick(self, generation: int) -> None:
@@ -175,20 +176,11 @@ class GreenGuard:
     @protected
     def _overdue_scope_here(self, now: float) -> TimeoutScope | None:
         """The earliest overdue armed green scope of the greenlet running now, if any."""
-        from .._scope import current_scope
-
-        target: TimeoutScope | None = None
-        scope = current_scope()
-        while scope is not None:
-            if (
-                scope in self._scopes  # an armed green scope (others may have no deadline)
-                and not scope._fired
-                and scope._deadline <= now
-                and (target is None or scope._deadline < target._deadline)
-            ):
-                target = scope
-            scope = scope._parent
-        return target
+        scopes = self._scopes  # armed green scopes
+        return earliest(
+            current_scope(),
+            lambda scope: scope in scopes and not scope._fired and scope._deadline <= now,
+        )
 
     @protected
     def _alarm_to_ring(self, frame: FrameType | None) -> GuardedAlarm | None:
@@ -280,14 +272,7 @@ def _fire(scope: TimeoutScope) -> BaseException:
 
 def _runs_here(scope: TimeoutScope) -> bool:
     """True in the greenlet that entered `scope` (it is on this context's scope chain)."""
-    from .._scope import current_scope
-
-    current = current_scope()
-    while current is not None:
-        if current is scope:
-            return True
-        current = current._parent
-    return False
+    return any(enclosing is scope for enclosing in enclosing_scopes(current_scope()))
 
 
 _guard: GreenGuard | None = None

@@ -418,6 +418,21 @@ class WatchdogBackend(Backend):
             self._start_thread()
 
 
+_shared: WatchdogBackend | None = None
+_creating = threading.Lock()
+
+
+def shared_watchdog() -> WatchdogBackend:
+    """The process's one watchdog: the thread backend, and the timer and delivery service
+    of the green guard, compat, `celery_timeouts.blocking` and the threads pool."""
+    global _shared
+    if _shared is None:
+        with _creating:
+            if _shared is None:
+                _shared = WatchdogBackend()
+    return _shared
+
+
 class _Wakeup:
     """`threading.Condition`'s wait/notify for the watchdog, on OS locks only.
 

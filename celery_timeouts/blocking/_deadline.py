@@ -23,13 +23,13 @@ from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._context import is_green_patched
-from .._scope import _innermost
+from .._current import earliest
+from .._current import innermost as _innermost
 from .._unwind import protected
-from ..backends import get_backend
+from ..backends.watchdog import WatchdogBackend, shared_watchdog
 
 if TYPE_CHECKING:
     from .._scope import TimeoutScope
-    from ..backends.watchdog import WatchdogBackend
 
 _T = TypeVar("_T")
 
@@ -43,8 +43,7 @@ _watchdog: WatchdogBackend | None = None
 def watchdog() -> WatchdogBackend:
     global _watchdog
     if _watchdog is None:
-        _watchdog = get_backend("thread")  # type: ignore[assignment]
-    assert _watchdog is not None
+        _watchdog = shared_watchdog()
     return _watchdog
 
 
@@ -75,14 +74,9 @@ def limiting_scope() -> TimeoutScope | None:
     if scope is None or not in_worker_thread():
         return None
     thread_backend = _watchdog or watchdog()
-    earliest = None
-    while scope is not None:
-        if scope._backend is thread_backend and not scope._fired and (
-            earliest is None or scope._deadline < earliest._deadline
-        ):
-            earliest = scope
-        scope = scope._parent
-    return earliest
+    return earliest(
+        scope, lambda enclosing: enclosing._backend is thread_backend and not enclosing._fired
+    )
 
 
 @protected

@@ -14,7 +14,7 @@ import selectors
 from collections.abc import Callable
 from typing import Any
 
-from .._scope import _innermost
+from .._current import innermost as _innermost
 from ._deadline import TIMED_OUT, limiting_scope, until_deadline
 
 original_select = _stdlib.select

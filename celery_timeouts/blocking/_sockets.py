@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._scope import _innermost
+from .._current import innermost as _innermost
 from .._unwind import protected
 from ._deadline import TIMED_OUT, limiting_scope, until_deadline
 

@@ -17,7 +17,8 @@ import contextlib
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from .._scope import _innermost
+from .._current import enclosing
+from .._current import innermost as _innermost
 from .._unwind import protected
 from ._deadline import TIMED_OUT, in_worker_thread, limiting_scope, until_deadline, watchdog
 from ._waits import original_sleep
@@ -118,10 +119,8 @@ def _adopt(process: subprocess.Popen[Any]) -> None:
     if scope is None or not in_worker_thread():
         return
     thread_backend = watchdog()
-    enclosing: TimeoutScope | None = scope
-    while enclosing is not None and enclosing._backend is not thread_backend:
-        enclosing = enclosing._parent
-    if enclosing is not None:  # a watchdog-enforced limit may unwind this body
+    if any(outer._backend is thread_backend for outer in enclosing(scope)):
+        # a watchdog-enforced limit may unwind this body
         _children_of(scope).add(process)
 
 
@@ -142,14 +141,12 @@ def _doomed(process: subprocess.Popen[Any]) -> bool:
     if process.returncode is not None:
         return False
     started_inside = False
-    scope = _innermost.get()
-    while scope is not None:
+    for scope in enclosing(_innermost.get()):
         children = scope._children
         if children is not None and process in children.processes:
             started_inside = True
         if started_inside and _is_hard_timeout(scope):
             return True
-        scope = scope._parent
     return False
 
 

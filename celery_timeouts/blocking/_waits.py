@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from .._scope import _innermost
+from .._current import innermost as _innermost
 from ._deadline import TIMED_OUT, limiting_scope, until_deadline
 
 # The stdlib's own, as they were when this module was imported.

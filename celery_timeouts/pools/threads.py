@@ -33,8 +33,7 @@ from typing import Any
 from celery.concurrency import thread as stock
 from celery.worker import state as worker_state
 
-from ..backends import get_backend
-from ..backends.watchdog import WatchdogBackend
+from ..backends.watchdog import shared_watchdog
 from ._interrupt import blocking_calls_line, interrupt_blocking_calls, leave_blocking_calls
 from ._limits import BODY_CODE, effective_limit, logger, run_job
 from ._stuck import format_stack, task_id_of, thread_frames
@@ -185,9 +184,7 @@ class TaskPool(stock.TaskPool):
         self._closed = False  # stopping or stopped: no job is taken any more
         self._stopping = False  # stopped: the stuck-thread check ends
         self._names = itertools.count(1)
-        watchdog = get_backend("thread")
-        assert isinstance(watchdog, WatchdogBackend)
-        self._watchdog = watchdog
+        self._watchdog = shared_watchdog()
         self._soft_default: float | None = self.options.get("soft_timeout")
         self._hard_default: float | None = self.options.get("timeout")
 
