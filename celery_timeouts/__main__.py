@@ -1,11 +1,13 @@
-"""Command line: `celery-timeouts` / `python -m celery_timeouts`."""
+"""Command line: `celery-timeouts` / `python -m celery_timeouts`.
+
+`scan` and `selfcheck` import nothing of the demo: its options are parsed by the demo's
+own parser (`demo.cli.main`), imported only when the command is `demo`.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from .demo.cli import add_arguments as add_demo_arguments
-from .demo.cli import run as run_demo
 from .scan import add_arguments as add_scan_arguments
 from .scan import run as run_scan
 
@@ -24,18 +26,22 @@ def main(argv: list[str] | None = None) -> int:
             "scan", help="report signal.alarm-style timeouts that only work in the main thread"
         )
     )
-    add_demo_arguments(
-        commands.add_parser(
-            "demo",
-            help="real workers of every pool, stock Celery next to celery-timeouts: "
-            "soft and hard limits, alarm-style code, threads autoscale",
-        )
+    commands.add_parser(
+        "demo",
+        add_help=False,  # `celery-timeouts demo --help` is the demo's own
+        help="real workers of every pool, stock Celery next to celery-timeouts: "
+        "soft and hard limits, alarm-style code, threads autoscale "
+        "(celery-timeouts demo --help for its options)",
     )
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "demo":
+        from .demo.cli import main as demo_main
+
+        return demo_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "scan":
         return run_scan(args)
-    if args.command == "demo":
-        return run_demo(args)
     if args.command in (None, "selfcheck"):
         from ._selfcheck import run
 

@@ -412,3 +412,34 @@ def test_a_broker_that_does_not_answer_is_an_error_not_a_wait(
     error = capsys.readouterr().err
     assert f"broker redis://127.0.0.1:{port}/0 does not answer" in error
     assert "leave --broker out for the embedded default" in error
+
+
+def test_demo_help_is_the_demos_and_other_commands_refuse_its_options(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as shown:
+        main(["demo", "--help"])
+    assert shown.value.code == 0
+    assert "usage: celery-timeouts demo" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as usage:
+        main(["selfcheck", "--pools", "solo"])
+    assert usage.value.code == 2
+    assert "unrecognized arguments: --pools solo" in capsys.readouterr().err
+
+
+def test_scan_and_selfcheck_do_not_import_the_demo(tmp_path: Path) -> None:
+    clean = tmp_path / "clean.py"
+    clean.write_text("x = 1\n")
+    code = textwrap.dedent(f"""
+        import sys
+        from celery_timeouts.__main__ import main
+        assert main(["scan", {str(clean)!r}]) == 0
+        main(["selfcheck"])
+        loaded = sorted(name for name in sys.modules if name.startswith("celery_timeouts.demo"))
+        print(loaded)
+    """)
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip().splitlines()[-1] == "[]", completed.stdout

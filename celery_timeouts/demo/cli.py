@@ -27,8 +27,19 @@ def pool_list(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def main(argv: list[str]) -> int:
+    """`celery-timeouts demo ARGS...`: parse the demo's options and run it."""
+    parser = argparse.ArgumentParser(
+        prog="celery-timeouts demo",
+        description="Real workers of every pool, stock Celery next to celery-timeouts: "
+        "soft and hard limits, alarm-style code, threads autoscale.",
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Give `parser` the demo's options, so `celery-timeouts demo` can be a subcommand."""
+    """Give `parser` the demo's options."""
     parser.add_argument(
         "--pools",
         type=pool_list,
