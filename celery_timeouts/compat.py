@@ -550,7 +550,7 @@ def _driver() -> _Driver | None:
         kind: str = "gevent"
     elif eventlet_context() is not None:
         kind = "eventlet"
-    elif native_thread_id() == threading.main_thread().ident:
+    elif is_main_thread():
         return None
     else:
         kind = "thread"

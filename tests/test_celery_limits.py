@@ -219,8 +219,10 @@ def test_threads_pool_grow_and_shrink_by_remote_control(redis_url: str) -> None:
         grown = control.pool_grow(3, destination=[worker.name], reply=True)
         after_grow = pool()
         shrunk = control.pool_shrink(4, destination=[worker.name], reply=True)
-        time.sleep(0.5)  # retired threads finish as they take their retire message
-        after_shrink = pool()
+        # Retired threads finish as they take their retire message.
+        deadline = time.monotonic() + 15
+        while (after_shrink := pool())["threads"] > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
         # Every slot still serves.
         results = [worker.app.send_task(f"{APP}.add", args=[i, i]) for i in range(10)]
         assert [r.get(timeout=15) for r in results] == [2 * i for i in range(10)]

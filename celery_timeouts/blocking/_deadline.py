@@ -12,17 +12,14 @@ not inject (it retries), so the timeout cannot land twice or inside our own clea
 
 from __future__ import annotations
 
-import _thread
 import math
-import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._context import is_green_patched
+from .._context import is_green_patched, is_main_thread
 from .._current import earliest
 from .._current import innermost as _innermost
 from .._unwind import protected
@@ -47,25 +44,10 @@ def watchdog() -> WatchdogBackend:
     return _watchdog
 
 
-# The main thread's kernel id, as `_context.is_main_thread` compares (gevent's patching
-# gives threads greenlet idents), kept here: `threading.main_thread()` costs 0.3 us a call.
-_main_native_id = threading.main_thread().native_id
-_get_native_id = _thread.get_native_id
-
-
-def _after_fork_in_child() -> None:
-    global _main_native_id
-    _main_native_id = threading.main_thread().native_id  # the forking thread now
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def in_worker_thread() -> bool:
     """True in an OS thread that is not the main thread, in a process without green
     threads: where only the watchdog's injections reach, and only in Python code."""
-    return _get_native_id() != _main_native_id and not is_green_patched()
+    return not is_main_thread() and not is_green_patched()
 
 
 def limiting_scope() -> TimeoutScope | None:
