@@ -14,12 +14,19 @@ Where the limit comes from, first match wins:
 4. the `portable_timeout` ini option.
 
 In 2-4, `0` means no limit.
+
+What the limit covers: by default the test function only (`portable_timeout_func_only`
+true, as pytest-timeout's `timeout_func_only`); with `portable_timeout_func_only =
+false` (ini) or `@pytest.mark.portable_timeout(seconds, func_only=False)`, one budget
+covers the test's fixtures too: setup, the call and teardown, each phase given what is
+left. Once the limit has fired, later phases run unlimited, so fixtures still clean up.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Generator
 from types import TracebackType
 
@@ -32,7 +39,36 @@ from .exceptions import TaskTimeout
 
 ENV_VAR = "CELERY_TIMEOUTS_PYTEST_TIMEOUT"
 MARKER = "portable_timeout"
+FUNC_ONLY_INI = "portable_timeout_func_only"
 _SCOPE = pytest.StashKey[TimeoutScope | None]()
+
+
+class _FixtureTimeout(TaskTimeout):
+    """The limit, reached in setup or teardown. There it is raised as an `Exception`
+    (a catchable scope): pytest records a fixture's failure, and runs the other
+    finalizers, only for exceptions of that kind."""
+
+
+def _fixture_scope(seconds: float) -> TimeoutScope:
+    return portable_timeout(seconds, exception=_FixtureTimeout, catchable=True)
+
+
+class _Budget:
+    """The whole test's limit when it covers the fixtures too."""
+
+    __slots__ = ("deadline", "fired", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.fired = False  # in some phase: the later ones run unlimited
+
+    def left(self) -> float:
+        """Seconds left; a spent budget still makes a (tiny) limit, which fires at once."""
+        return max(self.deadline - time.monotonic(), 1e-6)
+
+
+_BUDGET = pytest.StashKey[_Budget | None]()
 
 
 class TestTimeout(TaskTimeout):
@@ -65,21 +101,36 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="default per-test limit in seconds for celery-timeouts' plugin (0: no limit)",
         default=None,
     )
+    parser.addini(
+        FUNC_ONLY_INI,
+        type="bool",
+        default=True,
+        help="the portable_timeout limit covers the test function only (default); false: "
+        "setup, call and teardown share it",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(seconds): fail this test if it runs longer than `seconds` "
-        f"(None: no limit); wins over --portable-timeout, ${ENV_VAR} and the ini option",
+        f"{MARKER}(seconds, func_only=True): fail this test if it runs longer than "
+        f"`seconds` (None: no limit; func_only=False: its fixtures count too); wins over "
+        f"--portable-timeout, ${ENV_VAR} and the ini option",
     )
     # Bad defaults are reported once, before any test runs.
     _configured_default(config)
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     seconds = _limit_for(item)
+    # The call's scope, made now so that the `portable_timeout_scope` fixture has it.
     item.stash[_SCOPE] = None if seconds is None else portable_timeout(seconds)
+    budget = None if seconds is None or _func_only(item) else _Budget(seconds)
+    item.stash[_BUDGET] = budget
+    if budget is None:
+        return (yield)
+    return (yield from _limited(item, _fixture_scope(budget.seconds), "setup"))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -87,16 +138,42 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     scope = item.stash.get(_SCOPE, None)
     if scope is None:
         return (yield)
+    budget = item.stash.get(_BUDGET, None)
+    if budget is not None:
+        if budget.fired:  # in setup: pytest does not call the test then
+            return (yield)
+        scope.seconds = budget.left()
+    return (yield from _limited(item, scope, "call"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    budget = item.stash.get(_BUDGET, None)
+    if budget is None or budget.fired:
+        return (yield)  # the function only, or the limit fired: fixtures clean up freely
+    return (yield from _limited(item, _fixture_scope(budget.left()), "teardown"))
+
+
+def _limited(
+    item: pytest.Item, scope: TimeoutScope, phase: str
+) -> Generator[None, None, None]:
+    """Run one phase of the test (the rest of the hook wrapper chain) inside `scope`; its
+    timeout fails the test as `TestTimeout`, saying where it was interrupted."""
+    budget = item.stash.get(_BUDGET, None)
+    seconds = budget.seconds if budget is not None else scope.seconds
     try:
         with scope:
             return (yield)
     except TaskTimeout as timeout:
         if not scope.fired:
             raise  # the test's own TaskTimeout, not its limit
+        if budget is not None:
+            budget.fired = True
+        during = "" if budget is None else f" (setup, call and teardown) in {phase}"
         raise TestTimeout(
-            f"test exceeded its {scope.seconds:g} s timeout (backend={scope.backend}); "
+            f"test exceeded its {seconds:g} s timeout{during} (backend={scope.backend}); "
             f"interrupted at {_where(timeout.__traceback__, str(item.path))}",
-            scope.seconds,
+            seconds,
             scope.backend,
         ).with_traceback(timeout.__traceback__) from None
 
@@ -112,14 +189,28 @@ def portable_timeout_scope(request: pytest.FixtureRequest) -> TimeoutScope | Non
 def _limit_for(item: pytest.Item) -> float | None:
     marker = item.get_closest_marker(MARKER)
     if marker is not None:
-        if len(marker.args) != 1 or marker.kwargs:
+        if len(marker.args) != 1 or set(marker.kwargs) - {"func_only"}:
             raise pytest.UsageError(
                 f"{item.nodeid}: use @pytest.mark.{MARKER}(seconds) with one number of "
-                f"seconds (or None for no limit), got args={marker.args!r} "
-                f"kwargs={marker.kwargs!r}"
+                f"seconds (or None for no limit) and optionally func_only=True/False, got "
+                f"args={marker.args!r} kwargs={marker.kwargs!r}"
             )
         return validate_seconds(marker.args[0], f"@pytest.mark.{MARKER}(seconds)")
     return _configured_default(item.config)
+
+
+def _func_only(item: pytest.Item) -> bool:
+    """Does the limit cover the test function only (not its fixtures)?"""
+    marker = item.get_closest_marker(MARKER)
+    if marker is not None and "func_only" in marker.kwargs:
+        value = marker.kwargs["func_only"]
+        if not isinstance(value, bool):
+            raise pytest.UsageError(
+                f"{item.nodeid}: func_only in @pytest.mark.{MARKER} takes True or False, "
+                f"got {value!r}"
+            )
+        return value
+    return bool(item.config.getini(FUNC_ONLY_INI))
 
 
 def _configured_default(config: pytest.Config) -> float | None:

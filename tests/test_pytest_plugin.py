@@ -162,8 +162,6 @@ def test_a_bad_command_line_limit_says_0_means_no_limit(
     assert "None" not in result.stderr.str()
 
 
-# Huge limits are made safe in validate_seconds (it clamps them) by the reliab-core
-# branch; until that is merged this must fail, after it pass (drop the mark then).
 def test_a_huge_command_line_limit_is_no_practical_limit(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_many="""
@@ -184,3 +182,114 @@ def test_worker_thread():
     result.assert_outcomes(passed=2)
     result = run(pytester, CELERY_TIMEOUTS_PYTEST_TIMEOUT="1e300")
     result.assert_outcomes(passed=2)
+
+
+def test_a_test_that_swallows_its_timeout_still_fails(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_swallow="""
+import time
+import pytest
+
+@pytest.mark.portable_timeout(0.3)
+def test_swallows():
+    try:
+        while True:
+            time.sleep(0.005)
+    except BaseException:
+        pass  # as a broad `except` in code under test would
+""")
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*TestTimeout: test exceeded its 0.3 s timeout*"])
+
+
+FIXTURES = """
+import time
+import pytest
+
+def spin(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.005)
+
+@pytest.fixture
+def slow_setup():
+    spin(0.6)
+
+@pytest.fixture
+def stuck_teardown():
+    yield
+    spin(10)
+
+@pytest.fixture
+def cleaned(request):
+    yield
+    print("CLEANED UP", request.node.name)
+
+@pytest.mark.portable_timeout(0.4)
+def test_fixtures_do_not_count_by_default(slow_setup, stuck_teardown):
+    pass
+
+@pytest.mark.portable_timeout(0.4, func_only=False)
+def test_setup_counts(cleaned, slow_setup):
+    pass
+
+@pytest.mark.portable_timeout(1.0, func_only=False)
+def test_one_budget_for_setup_and_call(slow_setup, cleaned):
+    spin(10)
+
+@pytest.mark.portable_timeout(0.5, func_only=False)
+def test_teardown_counts(stuck_teardown):
+    pass
+"""
+
+
+def test_func_only_false_makes_fixtures_share_the_limit(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_fixtures=FIXTURES)
+    # The default test's stuck teardown would run 10 s: give it its own limit here.
+    result = run(pytester, "-v", "-s", "-k", "not fixtures_do_not_count")
+    result.assert_outcomes(passed=1, failed=1, errors=2)  # teardown_counts: passed, then error
+    result.stdout.fnmatch_lines_random([
+        "*ERROR at setup of test_setup_counts*",
+        "*TestTimeout: test exceeded its 0.4 s timeout (setup, call and teardown) in setup*",
+        "*CLEANED UP test_setup_counts*",  # a fixture set up before still tears down
+        "*TestTimeout: test exceeded its 1 s timeout (setup, call and teardown) in call*",
+        "*CLEANED UP test_one_budget_for_setup_and_call*",
+        "*ERROR at teardown of test_teardown_counts*",
+        "*TestTimeout: test exceeded its 0.5 s timeout (setup, call and teardown) in teardown*",
+    ])
+    assert result.duration < 30
+
+
+def test_fixtures_do_not_count_by_default_and_the_ini_option_turns_that(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_fixtures=FIXTURES.replace("spin(10)", "spin(1)"))
+    result = run(pytester, "-k", "fixtures_do_not_count")
+    result.assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\nportable_timeout_func_only = false\n")
+    result = run(pytester, "-k", "fixtures_do_not_count")
+    result.assert_outcomes(errors=1)  # its 0.6 s setup is past the 0.4 s limit now
+    result.stdout.fnmatch_lines(["*exceeded its 0.4 s timeout (setup, call and teardown)*"])
+
+
+def test_a_bad_func_only_names_the_value(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_bad="""
+import pytest
+
+@pytest.mark.portable_timeout(1, func_only="no")
+def test_one():
+    pass
+""")
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*func_only in @pytest.mark.portable_timeout takes True or False, got 'no'*"]
+    )
+
+
+def test_works_under_xdist(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_slow=SLOW_TESTS, test_more=SLOW_TESTS)
+    result = run(pytester, "-n", "2")
+    result.assert_outcomes(passed=2, failed=2)
+    result.stdout.fnmatch_lines(["*TestTimeout: test exceeded its 0.3 s timeout*"])
+    assert result.duration < 60
