@@ -40,13 +40,13 @@ def test_cpu_bound_threads_each_fire_at_their_own_time() -> None:
     # Eight threads spinning on one GIL (four per core here). The watchdog waits its turn
     # for the GIL, and so does each target once its timeout is injected; CPython hands
     # the GIL to any waiter, not the longest waiting, so the tail grows fast with the
-    # number of spinning threads: with sixteen, a CI run once saw 3.2 s (half of it after
-    # the injection, which no library can shorten). Eight stay under 0.3 s even with the
-    # machine three times oversubscribed; the bound is ten times that.
+    # number of spinning threads. Eight usually stay under 0.3 s, but CI saw 3.2 s
+    # (sixteen threads) and 4.2 s (eight, Python 3.10): what this proves is that each one
+    # fires, and the bound only catches a timeout that waited for something else.
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(functools.partial(_limited_job, cpu_bound=True), range(8)))
     assert all(fired for _, fired in results)
-    assert max(late for late, _ in results) < 3.0
+    assert max(late for late, _ in results) < 10.0
 
 
 def test_blocked_in_c_at_the_end_of_the_body_does_not_leak() -> None:
