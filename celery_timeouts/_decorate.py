@@ -8,6 +8,7 @@ first resumption (see `_generators`).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -82,12 +83,13 @@ def decorate(
             return call(*args, **kwargs)
 
     function = _TimedFunction(wrapped, timed)
-    function._self_timing = (seconds, backend, exception, catchable)
-    function._self_scope = scope
+    function._self_new_scope = functools.partial(scope, seconds, backend, exception, catchable)
     return cast(_F, function)
 
 
 if TYPE_CHECKING:
+    from ._scope import TimeoutScope
+
     _FunctionWrapper = wrapt.FunctionWrapper[..., Any]
 else:  # wrapt 1.x cannot be subscripted at run time
     _FunctionWrapper = wrapt.FunctionWrapper
@@ -102,9 +104,8 @@ class _TimedFunction(_FunctionWrapper):
     call does the same. Bound methods go through wrapt's binding, to `timed`.
     """
 
-    _self_timing: tuple[float | None, str, type[BaseException], bool]
-    _self_scope: NewScope
+    _self_new_scope: Callable[[], TimeoutScope]  # a fresh scope for each call
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with self._self_scope(*self._self_timing):
+        with self._self_new_scope():
             return self.__wrapped__(*args, **kwargs)

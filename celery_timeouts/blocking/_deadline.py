@@ -55,10 +55,12 @@ def limiting_scope() -> TimeoutScope | None:
     scope = _innermost.get()
     if scope is None or not in_worker_thread():
         return None
-    thread_backend = _watchdog or watchdog()
-    return earliest(
-        scope, lambda enclosing: enclosing._backend is thread_backend and not enclosing._fired
-    )
+    return earliest(scope, _watchdog_enforced)
+
+
+def _watchdog_enforced(scope: TimeoutScope) -> bool:
+    """A scope the watchdog still has to deliver: its deadline ends patched waits."""
+    return scope._backend is (_watchdog or watchdog()) and not scope._fired
 
 
 @protected
