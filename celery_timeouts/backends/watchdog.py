@@ -16,7 +16,6 @@ retries a moment later. `disarm` withdraws an injection that has not landed yet.
 from __future__ import annotations
 
 import ctypes
-import dis
 import functools
 import heapq
 import itertools
@@ -26,22 +25,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from types import CodeType, FrameType
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .._context import is_green_patched, native_thread_id, os_lock, os_thread_primitives
 from .._interpreter import MECHANISMS, warn_once_if_unverified
 from .._on_timeout import take as take_deadline_calls
 from .._unwind import (
-    at_handler_hole,
-    handler_holes,
-    in_protected_code,
     injectable,
     protected,
     raising_on_landing,
-    stack_has_handler_holes,
 )
 from ..exceptions import BackendUnavailable
+from ._landing import AT_NEXT_INSTRUCTION as _AT_NEXT_INSTRUCTION
+from ._landing import LATER as _LATER
+from ._landing import landing as _landing
 from .base import Backend
 from .instruction_events import InstructionDelivery
 
@@ -75,43 +73,6 @@ if _INJECTION_REFUSED is None:
         ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
     )
 
-# Instructions after which (or at which) CPython checks for pending asynchronous
-# exceptions before running any other instruction of the thread.
-_SAFE_LANDING_OPS = frozenset(
-    dis.opmap[name]
-    for name in (
-        "CALL", "CALL_KW", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_FUNCTION_EX",
-        "CALL_METHOD", "PRECALL", "JUMP_BACKWARD", "JUMP_ABSOLUTE", "RESUME",
-    )
-    if name in dis.opmap
-)
-# Before 3.12 a loop may close with a conditional jump back, which checks when taken: a
-# thread paused there (a loop with no call in it pauses nowhere else) has just checked.
-_CONDITIONAL_JUMPS = frozenset(
-    name for name in (
-        "POP_JUMP_IF_TRUE", "POP_JUMP_IF_FALSE",  # 3.10, backwards when closing a loop
-        "POP_JUMP_BACKWARD_IF_TRUE", "POP_JUMP_BACKWARD_IF_FALSE",  # 3.11
-        "POP_JUMP_BACKWARD_IF_NONE", "POP_JUMP_BACKWARD_IF_NOT_NONE",
-    )
-    if sys.version_info < (3, 12) and name in dis.opmap
-)
-
-
-@functools.lru_cache(maxsize=512)
-def _loop_closing_jumps(code: CodeType) -> frozenset[int]:
-    """Offsets of the conditional jumps back in `code` (Python 3.10 and 3.11)."""
-    return frozenset(
-        instruction.offset
-        for instruction in dis.get_instructions(code)
-        if instruction.opname in _CONDITIONAL_JUMPS
-        and isinstance(instruction.argval, int)
-        and instruction.argval <= instruction.offset
-    )
-
-
-# Python 3.13 delivers an asynchronous exception at the thread's next check, not where
-# the thread was interrupted (cpython#139622).
-_DELIVERED_AT_NEXT_CHECK = sys.version_info >= (3, 13)
 # Delivery at the next safe instruction through sys.monitoring (instruction_events):
 # 3.12 and 3.13, where verified (see _interpreter). On 3.12 an injection lands where the
 # thread is, so only a frame at a loop back-jump outside its handlers needs it.
@@ -459,35 +420,6 @@ class _Wakeup:
     def notify(self) -> None:
         if self._bell.locked():  # notifiers hold `lock`: no two release it at once
             self._bell.release()
-
-
-_NOW, _LATER, _AT_NEXT_INSTRUCTION = "now", "later", "at the next safe instruction"
-
-
-def _landing(frame: FrameType, entry_frame: FrameType | None) -> str:
-    """How a timeout can reach user code from where the thread is now: injected `_NOW`,
-    `_LATER` (from somewhere else), or only `_AT_NEXT_INSTRUCTION` that is safe, through
-    sys.monitoring (instruction_events, 3.13)."""
-    if in_protected_code(frame):
-        return _LATER
-    if _DELIVERED_AT_NEXT_CHECK and stack_has_handler_holes(frame, until=entry_frame):
-        # Injected, it would land at the thread's next check, somewhere between here and
-        # the scope's exit, maybe on a loop back-jump outside its handlers (cpython#130279).
-        return _AT_NEXT_INSTRUCTION
-    lasti = frame.f_lasti
-    code = frame.f_code
-    safe = lasti >= 0 and (
-        code.co_code[lasti] in _SAFE_LANDING_OPS
-        or (_CONDITIONAL_JUMPS and lasti in _loop_closing_jumps(code))
-    )
-    if not _DELIVERED_AT_NEXT_CHECK and (not safe or at_handler_hole(frame)) and (
-        handler_holes(code)
-    ):
-        # 3.12: a loop whose closing jump lies outside its try/with, as on 3.13: with no
-        # call in it, that jump is its only safe-looking instruction, and raising there
-        # skips the handlers. Raise at its next safe instruction instead.
-        return _AT_NEXT_INSTRUCTION if _INSTRUCTION_DELIVERY else _LATER
-    return _NOW if safe else _LATER
 
 
 def _line_landed(item: TimeoutScope | Delivery) -> BaseException:

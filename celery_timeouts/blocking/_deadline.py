@@ -131,7 +131,7 @@ def _alarm_due(now: float) -> float | None:
     raises, but never into a thread waiting here: the wait ends at the alarm, as a real
     SIGALRM ends a system call, and raises it itself (`ring_the_alarm_here`).
     """
-    compat = sys.modules.get("celery_timeouts.compat")
+    compat = sys.modules.get("celery_timeouts._alarm_clocks")
     if compat is None:  # no alarm can exist before compat is imported
         return None
     due: float | None = compat._thread_alarm_due()
@@ -143,7 +143,7 @@ def ring_the_alarm_here() -> None:
     what the handler raised, or return (the wait goes on) if it returned, as a system
     call resumes after a signal handler that returns. Never waits more than
     `_RING_PATIENCE` for a handler that blocks."""
-    compat = sys.modules["celery_timeouts.compat"]
+    compat = sys.modules["celery_timeouts._alarm_clocks"]
     give_up = _monotonic() + _RING_PATIENCE
     while True:
         exception = compat._thread_alarm_take()
