@@ -73,9 +73,8 @@ if _INJECTION_REFUSED is None:
         ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
     )
 
-# Delivery at the next safe instruction through sys.monitoring (instruction_events):
-# 3.12 and 3.13, where verified (see _interpreter). On 3.12 an injection lands where the
-# thread is, so only a frame at a loop back-jump outside its handlers needs it.
+# Delivery at the next safe instruction through sys.monitoring (instruction_events, where
+# _landing asks for it): 3.12 and 3.13, where verified (see _interpreter).
 _INSTRUCTION_DELIVERY = MECHANISMS.instruction_delivery
 _RETRY_DELAYS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 _SPIN_LIMIT = 0.001  # a residual wait this short is spun out, holding on to the GIL

@@ -23,7 +23,7 @@ from .._context import is_green_patched, is_main_thread
 from .._current import earliest
 from .._current import innermost as _innermost
 from .._unwind import protected
-from ..backends.watchdog import WatchdogBackend, shared_watchdog
+from ..backends.watchdog import shared_watchdog
 
 if TYPE_CHECKING:
     from .._scope import TimeoutScope
@@ -33,16 +33,6 @@ _T = TypeVar("_T")
 # What a `wait` passed to `until_deadline` returns when its bound, not the event it
 # waited for, ended it.
 TIMED_OUT: Any = object()
-
-_watchdog: WatchdogBackend | None = None
-
-
-def watchdog() -> WatchdogBackend:
-    global _watchdog
-    if _watchdog is None:
-        _watchdog = shared_watchdog()
-    return _watchdog
-
 
 def in_worker_thread() -> bool:
     """True in an OS thread that is not the main thread, in a process without green
@@ -60,7 +50,7 @@ def limiting_scope() -> TimeoutScope | None:
 
 def _watchdog_enforced(scope: TimeoutScope) -> bool:
     """A scope the watchdog still has to deliver: its deadline ends patched waits."""
-    return scope._backend is (_watchdog or watchdog()) and not scope._fired
+    return scope._backend is shared_watchdog() and not scope._fired
 
 
 @protected
@@ -68,7 +58,7 @@ def expire(scope: TimeoutScope) -> None:
     """The wait reached `scope`'s deadline: raise its timeout here, as if injected
     (`ScopeTimeout`, or a catchable scope's public exception). Returns only if the
     watchdog delivered it already."""
-    if (_watchdog or watchdog()).take(scope):
+    if shared_watchdog().take(scope):
         raise scope._unwinding() from None
 
 

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from .._current import enclosing
 from .._current import innermost as _innermost
 from .._unwind import protected
-from ._deadline import TIMED_OUT, in_worker_thread, limiting_scope, until_deadline, watchdog
+from ..backends.watchdog import shared_watchdog
+from ._deadline import TIMED_OUT, in_worker_thread, limiting_scope, until_deadline
 from ._waits import original_sleep
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def _adopt(process: subprocess.Popen[Any]) -> None:
     scope = _innermost.get()
     if scope is None or not in_worker_thread():
         return
-    thread_backend = watchdog()
+    thread_backend = shared_watchdog()
     if any(outer._backend is thread_backend for outer in enclosing(scope)):
         # a watchdog-enforced limit may unwind this body
         _children_of(scope).add(process)
@@ -133,7 +134,7 @@ def _children_of(scope: TimeoutScope) -> Children:
 
 def _is_hard_timeout(scope: TimeoutScope) -> bool:
     """True once `scope`'s own non-catchable, watchdog-enforced timeout fired."""
-    return scope._fired and not scope._catchable and scope._backend is watchdog()
+    return scope._fired and not scope._catchable and scope._backend is shared_watchdog()
 
 
 def _doomed(process: subprocess.Popen[Any]) -> bool:
