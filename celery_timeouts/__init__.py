@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ._current import ScopeState, current_scope
 from ._on_timeout import OnTimeout
-from ._scope import TimeoutScope, on_timeout
+from ._scope import TimeoutScope, move_on_after, on_timeout
 from ._validation import MAX_SECONDS as _MAX_SECONDS
 from .backends import BackendChoice, detect_backend
 from .cooperative import check, remaining, sleep
@@ -65,6 +65,7 @@ __all__ = [
     "current_scope",
     "detect_backend",
     "enable_time_limits",
+    "move_on_after",
     "on_timeout",
     "portable_timeout",
     "remaining",

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._context import os_lock
-from ._current import earliest
+from ._current import ScopeState, earliest
 
 if TYPE_CHECKING:
     from ._scope import TimeoutScope
@@ -125,7 +125,7 @@ def register(
 
 
 def not_active(scope: TimeoutScope) -> str:
-    if scope.seconds is None:
+    if scope.deadline is None and scope._state is ScopeState.ACTIVE:
         return (
             f"on_timeout() needs a scope with a limit, and {scope!r} has none: "
             f"there is no deadline to call back at"

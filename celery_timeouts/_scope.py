@@ -8,12 +8,14 @@ scope that owns it converts it to the public exception, on its way out.
 from __future__ import annotations
 
 import asyncio
+import math
+import numbers
 import time
 from collections.abc import Callable
 from contextvars import Token
 from time import monotonic as _monotonic
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from ._current import ScopeState, enclosing
 from ._current import innermost as _innermost
@@ -23,6 +25,7 @@ from ._on_timeout import OnTimeout, drop, innermost_with_limit, not_active, regi
 from ._on_timeout import run_deadline_callbacks as _run_deadline_callbacks
 from ._unwind import ScopeTimeout, exit_entry, protected
 from ._validation import (
+    MAX_SECONDS,
     validate_backend,
     validate_catchable,
     validate_exception,
@@ -30,7 +33,7 @@ from ._validation import (
 )
 from .backends import resolve
 from .backends.base import Backend
-from .exceptions import TaskTimeout, _describe
+from .exceptions import BackendUnavailable, TaskTimeout, _describe
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -45,13 +48,13 @@ class TimeoutScope:
         "__weakref__",
         "_armed",
         "_backend",
+        "_cancel_called",
         "_cancel_sent",
         "_cancelling",
         "_catchable",
         "_children",
         "_deadline",
         "_deadline_calls",
-        "_effective_deadline",
         "_entry_frame",
         "_exception",
         "_fire_attempts",
@@ -71,10 +74,9 @@ class TimeoutScope:
 
     # Set on entry.
     _parent: TimeoutScope | None
-    _effective_deadline: float | None  # the earliest deadline of this scope and its parents
     _token: Token[TimeoutScope | None]
     # Set by backends while the scope is armed.
-    _deadline: float  # as `deadline`, for backends: only read once a limit is armed
+    _deadline: float  # as `deadline`, for backends (math.inf: no limit); set on entry
     _armed: bool
     _entry_frame: Any  # the frame holding the `with`, while armed (thread backend)
     _handle: Any  # the backend's timer
@@ -85,6 +87,8 @@ class TimeoutScope:
     # an empty list once they have run or been dropped.
     _deadline_calls: list[OnTimeout] | None
     _children: Any  # child processes the body started (celery_timeouts.blocking), or None
+    # move_on_after's scopes end the body at the deadline and exit quietly.
+    _quiet = False
 
     def __init__(
         self,
@@ -106,7 +110,7 @@ class TimeoutScope:
         self.backend: str | None = None
         self._backend: Backend | None = None
         self._state = _INIT
-        self._fired = self._cancel_sent = False
+        self._fired = self._cancel_sent = self._cancel_called = False
         self._fire_attempts = 0  # the watchdog's delivery attempts after the deadline
         self._deadline_calls = None
         self._children = None
@@ -124,7 +128,7 @@ class TimeoutScope:
         # As __init__: this runs on every decorated call.
         scope.deadline = scope.backend = scope._backend = None
         scope._state = _INIT
-        scope._fired = scope._cancel_sent = False
+        scope._fired = scope._cancel_sent = scope._cancel_called = False
         scope._fire_attempts = 0
         scope._deadline_calls = None
         scope._children = None
@@ -142,6 +146,11 @@ class TimeoutScope:
         return self._fired
 
     @property
+    def cancel_called(self) -> bool:
+        """True once `cancel()` was called (whether or not the body was interrupted)."""
+        return self._cancel_called
+
+    @property
     def expired(self) -> bool:
         """True once the deadline has passed (whether or not it fired yet)."""
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -149,8 +158,58 @@ class TimeoutScope:
     def remaining(self) -> float | None:
         """Seconds left before this scope's deadline (never negative); None if no limit."""
         if self.deadline is None:
-            return None if self._state is _INIT or self.seconds is None else 0.0
+            return None  # not entered yet, or no limit (given, or set by reschedule(None))
         return max(self.deadline - time.monotonic(), 0.0)
+
+    def reschedule(self, deadline: float | None) -> None:
+        """Move the deadline to `deadline`, a `time.monotonic()` time, earlier or later;
+        None removes it. As `asyncio.Timeout.reschedule`, from any thread or greenlet.
+
+        A deadline already past interrupts the body now. Raises RuntimeError if the scope
+        is not active or its timeout was already delivered, TypeError/ValueError for a
+        deadline that is not a number (or is NaN).
+        """
+        when = _validate_deadline(deadline)
+        if self._state is not _ACTIVE:
+            raise RuntimeError(
+                f"reschedule() needs an active scope, and {self!r} is not: call it inside "
+                f"its 'with' block (or while the decorated call runs)"
+            )
+        if self._fired:
+            raise RuntimeError(
+                f"{self!r} has already delivered its timeout: it can no longer be "
+                f"rescheduled"
+            )
+        self._move_deadline(when)
+
+    def cancel(self) -> None:
+        """Interrupt the body now, as its deadline would, from any thread or greenlet.
+
+        The body gets the scope's timeout, whose message says "cancelled"; the scope then
+        raises its exception (`move_on_after` exits quietly). Called before the scope is
+        entered, the body is interrupted at once; after it was left, it does nothing.
+        Idempotent.
+        """
+        if self._cancel_called:
+            return
+        self._cancel_called = True
+        if self._state is _ACTIVE and not self._fired:
+            self._move_deadline(_monotonic())
+
+    @protected
+    def _move_deadline(self, when: float) -> None:
+        backend = self._backend
+        if backend is None:
+            raise RuntimeError(
+                f"{self!r} has no backend that can interrupt its body here, so its "
+                f"deadline cannot be moved; give it a limit, or a backend that runs here"
+            )
+        refusal = backend.reschedule_refusal(self)
+        if refusal is not None:
+            raise RuntimeError(refusal)
+        self.deadline = None if when == math.inf else when
+        self._deadline = when
+        backend.reschedule(self)
 
     def on_timeout(self, callback: Callable[..., object], *args: Any) -> OnTimeout:
         """Call `callback(*args)` once when this scope's deadline passes, just before its
@@ -186,11 +245,11 @@ class TimeoutScope:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
-    ) -> Literal[False]:
+    ) -> bool:
         self._leave()
         if exc is not None:
-            self._settle(exc)
-        elif (self._fired or self._fire_attempts) and not self._catchable:
+            return self._settle(exc)
+        if (self._fired or self._fire_attempts) and not self._catchable:
             # The body swallowed the timeout, or finished while the watchdog was still
             # waiting for a safe place to deliver it: the deadline holds either way.
             self._fired = True
@@ -210,20 +269,25 @@ class TimeoutScope:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
-    ) -> Literal[False]:
+    ) -> bool:
         self._leave()
         if self._cancel_sent and (exc is None or isinstance(exc, asyncio.CancelledError)):
             task = self._task
             if hasattr(task, "uncancel") and task.uncancel() > self._cancelling:
                 return False  # someone else cancelled the task too: theirs wins
-            self._raise_timeout(exc)
-        self._settle(exc)
-        return False
+            self._fired = True
+            return self._raise_timeout(exc)
+        return self._settle(exc)
 
     # -- the decorator ---------------------------------------------------------------------
 
     def __call__(self, wrapped: _F) -> _F:
         """Decorate a function, method or coroutine function: each call gets a fresh scope."""
+        if self._quiet:
+            raise TypeError(
+                "move_on_after() is a 'with' block only: a decorated call that moved on "
+                "would have no value to return; use portable_timeout(...) as the decorator"
+            )
         return decorate(
             wrapped, self.seconds, self._requested, self._exception, self._catchable,
             TimeoutScope._trusted,
@@ -246,23 +310,30 @@ class TimeoutScope:
         if parent is not None and parent._state is _EXITED:
             parent = _live(parent)  # spent scopes left in the chain (see _leave)
         self._parent = parent
-        effective = parent._effective_deadline if parent is not None else None
         seconds = self.seconds
-        backend = None
         if seconds is not None:
-            backend = self._backend = resolve(self._requested, coroutine)
+            backend: Backend | None = resolve(self._requested, coroutine)
+            self.deadline = self._deadline = _monotonic() + seconds
+        else:
+            # No limit, but armed all the same (with no timer): reschedule() and
+            # cancel() can then give it one from anywhere.
+            backend = _resolve_if_possible(self._requested, coroutine)
+            self._deadline = math.inf
+        if self._cancel_called:  # cancelled before it was entered: interrupted at once
+            self.deadline = self._deadline = _monotonic()
+        if backend is not None:
+            self._backend = backend
             self.backend = backend.name
-            deadline = self.deadline = self._deadline = _monotonic() + seconds
-            if effective is None or deadline < effective:
-                effective = deadline
-        self._effective_deadline = effective
         self._state = _ACTIVE
         self._token = _innermost.set(self)
         if backend is not None:
             try:
                 backend.arm(self)
-            except BaseException:
+            except BaseException as error:
                 self._backend = None
+                if seconds is None and isinstance(error, BackendUnavailable):
+                    self.backend = None  # nothing to time: it stays a scope without one
+                    return self
                 self._leave()
                 raise
         return self
@@ -303,15 +374,17 @@ class TimeoutScope:
         )
 
     @protected
-    def _settle(self, exc: BaseException | None) -> None:
-        """After the body: raise this scope's timeout if it is ours to raise."""
+    def _settle(self, exc: BaseException | None) -> bool:
+        """After the body: raise this scope's timeout if it is ours to raise. True if
+        the exit swallows it instead (move_on_after)."""
         if isinstance(exc, ScopeTimeout):
             if exc.scope is self:
                 self._fired = True
-                self._raise_timeout(exc)
-            return  # an enclosing scope's timeout: let it through
+                return self._raise_timeout(exc)
+            return False  # an enclosing scope's timeout: let it through
         if exc is None and self._fired and not self._catchable:
-            self._raise_timeout(None)  # the body swallowed it: the deadline still holds
+            return self._raise_timeout(None)  # the body swallowed it: the deadline holds
+        return False
 
     @protected
     def _unwinding(self) -> BaseException:
@@ -326,7 +399,10 @@ class TimeoutScope:
         return ScopeTimeout(self)
 
     @protected
-    def _raise_timeout(self, unwinding: BaseException | None) -> None:
+    def _raise_timeout(self, unwinding: BaseException | None) -> bool:
+        """Raise this scope's public exception; a quiet scope returns True instead."""
+        if self._quiet:
+            return True
         raise self._public_exception(unwinding) from None
 
     @protected
@@ -335,8 +411,12 @@ class TimeoutScope:
         public: BaseException
         if issubclass(exception_class, TaskTimeout):
             public = exception_class(self.seconds, self.backend)
+            if self._cancel_called:
+                public.cancelled = True  # a subclass may take (seconds, backend) only
         else:
-            public = exception_class(_describe(self.seconds, self.backend))
+            public = exception_class(
+                _describe(self.seconds, self.backend, self._cancel_called)
+            )
         if unwinding is not None:
             # Keep the traceback down to where the body was interrupted.
             public = public.with_traceback(unwinding.__traceback__)
@@ -363,6 +443,56 @@ class TimeoutScope:
 
 
 _new_scope = object.__new__
+
+
+class _MoveOnScope(TimeoutScope):
+    """A scope whose own timeout ends the body and is swallowed as it exits."""
+
+    __slots__ = ()
+    _quiet = True
+
+
+def move_on_after(seconds: float | None, *, backend: str = "auto") -> TimeoutScope:
+    """A `with` block (or `async with`) that stops at the deadline and moves on quietly.
+
+    At the deadline the body is interrupted as by `portable_timeout`, but the block
+    then exits without an exception; `scope.fired` tells afterwards. Only its own
+    timeout is swallowed: an enclosing scope's goes on out. `cancel()` ends it early.
+    """
+    return _MoveOnScope(seconds, backend=backend)
+
+
+def _resolve_if_possible(requested: str, coroutine: bool) -> Backend | None:
+    """The backend for a scope without a limit, or None where none can run: such a
+    scope times nothing, so it enters anyway (it just cannot be given a deadline)."""
+    try:
+        return resolve(requested, coroutine)
+    except (BackendUnavailable, ValueError):
+        return None
+
+
+def _validate_deadline(deadline: object) -> float:
+    """A deadline for reschedule(): a finite time.monotonic() time, or math.inf for None."""
+    if deadline is None:
+        return math.inf
+    if isinstance(deadline, bool) or not isinstance(deadline, numbers.Real):
+        raise TypeError(
+            f"reschedule() takes a time.monotonic() time or None, got {deadline!r} of "
+            f"type {type(deadline).__name__}; pass e.g. time.monotonic() + 5"
+        )
+    try:
+        when = float(deadline)
+    except OverflowError:
+        when = math.inf if deadline > 0 else -math.inf  # type: ignore[operator]
+    if math.isnan(when):
+        raise ValueError(
+            f"reschedule() takes a time.monotonic() time or None, got {deadline!r}; "
+            f"pass e.g. time.monotonic() + 5, or None for no limit"
+        )
+    if when == math.inf:
+        return when
+    # Timers count at most MAX_SECONDS ahead: further is no practical limit.
+    return max(min(when, _monotonic() + MAX_SECONDS), -MAX_SECONDS)
 
 
 def on_timeout(callback: Callable[..., object], *args: Any) -> OnTimeout:

@@ -38,7 +38,8 @@ class ScopeTimeout(BaseException):
 
     def __str__(self) -> str:
         scope = self.scope
-        return f"timeout of a portable_timeout scope ({scope.seconds:g} s, backend={scope.backend})"
+        limit = "no limit" if scope.seconds is None else f"{scope.seconds:g} s"
+        return f"timeout of a portable_timeout scope ({limit}, backend={scope.backend})"
 
 
 class _Landing(type):

@@ -17,10 +17,10 @@ from .backends.base import Backend
 
 def remaining() -> float | None:
     """Seconds left before the nearest enclosing deadline; None outside any scope."""
-    scope = current_scope()
-    if scope is None or scope._effective_deadline is None:
+    deadline = _nearest_deadline(current_scope())
+    if deadline is None:
         return None
-    return max(scope._effective_deadline - time.monotonic(), 0.0)
+    return max(deadline - time.monotonic(), 0.0)
 
 
 def check() -> None:
@@ -32,12 +32,7 @@ def check() -> None:
     scope = current_scope()
     if scope is None:
         return
-    deadline = scope._effective_deadline
-    if deadline is None:
-        return
     now = time.monotonic()
-    if now < deadline:
-        return
     owner = _earliest_expired(scope, now)
     if owner is None:
         return
@@ -64,8 +59,9 @@ def sleep(seconds: float) -> None:
         if now >= end:
             return
         chunk = end - now
-        if scope is not None and scope._effective_deadline is not None:
-            chunk = min(chunk, max(scope._effective_deadline - now, 0.0))
+        deadline = _nearest_deadline(scope)
+        if deadline is not None:
+            chunk = min(chunk, max(deadline - now, 0.0))
         backend = _nearest_backend(scope)
         if backend is None:
             time.sleep(chunk)
@@ -76,6 +72,17 @@ def sleep(seconds: float) -> None:
 def _earliest_expired(scope: TimeoutScope, now: float) -> TimeoutScope | None:
     """The enclosing active scope whose deadline passed first (None if none)."""
     return earliest(scope, lambda node: node.deadline <= now)  # type: ignore[operator]
+
+
+def _nearest_deadline(scope: TimeoutScope | None) -> float | None:
+    """The earliest deadline of `scope` and the active scopes around it (reschedule()
+    may have moved any of them since they were entered)."""
+    nearest = earliest(scope, _any_scope)
+    return None if nearest is None else nearest.deadline
+
+
+def _any_scope(scope: TimeoutScope) -> bool:
+    return True
 
 
 def _nearest_backend(scope: TimeoutScope | None) -> Backend | None:

@@ -14,12 +14,14 @@ opposite: no timeout, or an exception outside its scope.
 from __future__ import annotations
 
 import inspect
+import threading
 import time
 
 from celery_timeouts import (
     TaskTimeout,
     check,
     current_scope,
+    move_on_after,
     portable_timeout,
     remaining,
     sleep,
@@ -316,7 +318,9 @@ def case_reuse_is_refused(expected_backend: str) -> None:
 def case_no_limit(expected_backend: str) -> None:
     with portable_timeout(None) as scope:
         spin(0.05)
-    assert not scope.fired and scope.deadline is None and scope.backend is None
+    assert not scope.fired and scope.deadline is None and scope.remaining() is None
+    # Armed without a timer, by the backend that reschedule() or cancel() would use.
+    assert scope.backend == expected_backend
 
 
 def case_nothing_leaks_after_many_timeouts(expected_backend: str) -> None:
@@ -329,6 +333,184 @@ def case_nothing_leaks_after_many_timeouts(expected_backend: str) -> None:
             fired += 1
     assert fired == 20
     spin(0.1)  # a stray timeout would surface here
+
+
+def _later(seconds, action):
+    """Run `action` after `seconds` in another thread (a greenlet where patched)."""
+    def run():
+        time.sleep(seconds)
+        action()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def case_cancel_from_another_thread(expected_backend: str) -> None:
+    for limit in (None, 30):
+        box = {}
+
+        def body(limit=limit, box=box):
+            with portable_timeout(limit) as scope:
+                box["scope"] = scope
+                _later(0.1, scope.cancel)
+                spin(10)
+
+        error, elapsed = _timed(body)
+        assert isinstance(error, TaskTimeout), (limit, repr(error))
+        assert error.cancelled and "cancelled" in str(error), str(error)
+        assert 0.09 <= elapsed < 0.1 + SLACK, (limit, elapsed)
+        scope = box["scope"]
+        assert scope.cancel_called and scope.fired, scope
+        assert scope.backend == expected_backend, scope
+        assert current_scope() is None
+
+
+def case_cancel_in_the_body_and_before_entry(expected_backend: str) -> None:
+    def cancelled_inside():
+        with portable_timeout(30) as scope:
+            scope.cancel()
+            scope.cancel()  # idempotent
+            spin(10)
+
+    error, elapsed = _timed(cancelled_inside)
+    assert isinstance(error, TaskTimeout) and error.cancelled, repr(error)
+    assert elapsed < SLACK, elapsed
+
+    scope = portable_timeout(30)
+    scope.cancel()
+    error, elapsed = _timed(lambda: _enter_and_spin(scope))
+    assert isinstance(error, TaskTimeout) and error.cancelled, repr(error)
+    assert elapsed < SLACK, elapsed
+    scope.cancel()  # after the exit: nothing happens
+
+
+def _enter_and_spin(scope):
+    with scope:
+        spin(10)
+
+
+def case_cancel_of_a_catchable_scope_reaches_the_body(expected_backend: str) -> None:
+    caught = []
+    with portable_timeout(30, catchable=True) as scope:
+        _later(0.1, scope.cancel)
+        try:
+            spin(10)
+        except TaskTimeout as error:
+            caught.append(error)
+        spin(0.05)  # carries on, as after a soft limit
+    assert len(caught) == 1 and caught[0].cancelled, caught
+
+
+def case_reschedule_earlier_later_and_none(expected_backend: str) -> None:
+    def earlier():
+        with portable_timeout(30) as scope:
+            scope.reschedule(time.monotonic() + 0.1)
+            assert scope.remaining() <= 0.1
+            spin(10)
+
+    error, elapsed = _timed(earlier)
+    assert isinstance(error, TaskTimeout) and not error.cancelled, repr(error)
+    assert 0.09 <= elapsed < 0.1 + SLACK, elapsed
+
+    with portable_timeout(0.1) as scope:
+        scope.reschedule(time.monotonic() + 30)
+        spin(0.3)
+        scope.reschedule(None)
+        assert scope.deadline is None and scope.remaining() is None
+        spin(0.2)
+    assert not scope.fired
+
+    def none_then_a_deadline():
+        with portable_timeout(None) as scope:
+            scope.reschedule(time.monotonic() + 0.1)
+            spin(10)
+
+    error, elapsed = _timed(none_then_a_deadline)
+    assert isinstance(error, TaskTimeout), repr(error)
+    assert 0.09 <= elapsed < 0.1 + SLACK, elapsed
+
+
+def case_reschedule_from_another_thread(expected_backend: str) -> None:
+    def body():
+        with portable_timeout(30) as scope:
+            _later(0.05, lambda: scope.reschedule(time.monotonic() + 0.1))
+            spin(10)
+
+    error, elapsed = _timed(body)
+    assert isinstance(error, TaskTimeout) and not error.cancelled, repr(error)
+    assert 0.14 <= elapsed < 0.15 + SLACK, elapsed
+
+    # Later, from another thread, before the first deadline: it does not fire then.
+    with portable_timeout(0.3) as scope:
+        _later(0.05, lambda: scope.reschedule(time.monotonic() + 30)).join()
+        spin(0.6)
+    assert not scope.fired
+
+
+def case_reschedule_refuses_what_it_cannot_do(expected_backend: str) -> None:
+    with portable_timeout(30) as scope:
+        for bad, kind in (("30", TypeError), (True, TypeError), (float("nan"), ValueError)):
+            try:
+                scope.reschedule(bad)
+            except kind as error:
+                assert repr(bad) in str(error), str(error)
+            else:
+                raise AssertionError(f"reschedule({bad!r}) was accepted")
+    try:
+        scope.reschedule(time.monotonic() + 1)
+    except RuntimeError as error:
+        assert "active" in str(error)
+    else:
+        raise AssertionError("reschedule() after the exit was accepted")
+    # A deadline beyond what timers count is no practical limit.
+    with portable_timeout(0.1) as scope:
+        scope.reschedule(1e300)
+        spin(0.2)
+    assert not scope.fired
+
+
+def case_move_on_after(expected_backend: str) -> None:
+    started = time.monotonic()
+    with move_on_after(0.1) as scope:
+        spin(10)
+    elapsed = time.monotonic() - started
+    assert scope.fired and 0.09 <= elapsed < 0.1 + SLACK, (scope, elapsed)
+
+    with move_on_after(30) as scope:
+        spin(0.05)
+    assert not scope.fired
+
+    # Inside a longer portable_timeout: it moves on, the outer scope carries on.
+    with portable_timeout(30) as outer:
+        with move_on_after(0.1) as inner:
+            spin(10)
+        spin(0.05)
+    assert inner.fired and not outer.fired
+
+    # Around a shorter portable_timeout: the inner timeout is raised, not swallowed.
+    def inner_first():
+        with move_on_after(30) as around, portable_timeout(0.1):
+            spin(10)
+        return around
+
+    error, _ = _timed(inner_first)
+    assert isinstance(error, TaskTimeout), repr(error)
+
+    # Inside a shorter portable_timeout: the outer timeout goes through it.
+    def outer_first():
+        with portable_timeout(0.1), move_on_after(30):
+            spin(10)
+
+    error, elapsed = _timed(outer_first)
+    assert isinstance(error, TaskTimeout) and elapsed < 0.1 + SLACK, repr(error)
+
+    # Cancelled: it moves on too.
+    with move_on_after(None) as scope:
+        _later(0.1, scope.cancel)
+        spin(10)
+    assert scope.cancel_called and scope.fired
+    assert current_scope() is None
 
 
 CASES = {name: func for name, func in sorted(globals().items()) if name.startswith("case_")}

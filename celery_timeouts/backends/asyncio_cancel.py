@@ -8,9 +8,12 @@ task so an outer `asyncio.timeout` or `TaskGroup` keeps counting correctly.
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from contextvars import Context
 from typing import TYPE_CHECKING
 
+from .._current import ScopeState
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import protected
 from ..exceptions import BackendUnavailable
@@ -53,12 +56,54 @@ class AsyncioBackend(Backend):
         # Just armed: the deadline is `seconds` from now. A fresh, empty context for the
         # callback: a copy of the current one would keep the scope alive (and the garbage
         # collector busy) for as long as the cancelled handle sits in the loop's heap.
-        when = loop.time() + scope.seconds  # type: ignore[operator]  # armed: not None
-        scope._handle = loop.call_at(when, _cancel_task, scope, context=Context())
+        seconds = scope.seconds
+        if seconds is None or scope._cancel_called:
+            if scope._deadline == math.inf:
+                scope._handle = _NO_TIMER  # no limit (yet): reschedule() may set one
+                return
+            seconds = 0.0
+        scope._handle = loop.call_at(loop.time() + seconds, _cancel_task, scope, context=Context())
 
     @protected
     def disarm(self, scope: TimeoutScope) -> None:
         scope._handle.cancel()
+
+    def reschedule(self, scope: TimeoutScope) -> None:
+        loop = scope._task.get_loop()
+        try:
+            here = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            here = False
+        if here:
+            _restart_timer(scope)
+        else:
+            loop.call_soon_threadsafe(_restart_timer, scope, context=Context())
+
+
+class _NoTimer:
+    """The timer of a scope without a limit: nothing to cancel."""
+
+    @staticmethod
+    def cancel() -> None:
+        return None
+
+
+_NO_TIMER = _NoTimer()
+
+
+@protected
+def _restart_timer(scope: TimeoutScope) -> None:
+    """In the loop's thread: the scope's timer, for its new deadline."""
+    if scope._state is not ScopeState.ACTIVE or scope._fired:
+        return  # left, or fired, meanwhile
+    scope._handle.cancel()
+    deadline = scope._deadline
+    if deadline == math.inf:
+        scope._handle = _NO_TIMER
+        return
+    loop = scope._task.get_loop()
+    delay = max(deadline - time.monotonic(), 0.0)
+    scope._handle = loop.call_at(loop.time() + delay, _cancel_task, scope, context=Context())
 
 
 def _cancel_task(scope: TimeoutScope) -> None:

@@ -31,6 +31,17 @@ class Backend:
         """Stop enforcing `scope`; afterwards nothing of it may be delivered."""
         raise NotImplementedError
 
+    def reschedule(self, scope: TimeoutScope) -> None:
+        """`scope._deadline` has moved (earlier, later, or to math.inf: no limit):
+        enforce the new one. Called from any thread; the scope may be leaving meanwhile,
+        and once it fired nothing changes."""
+        raise NotImplementedError
+
+    def reschedule_refusal(self, scope: TimeoutScope) -> str | None:
+        """None if `reschedule` can act from the calling thread, else why not and what
+        to do instead (checked before the deadline moves)."""
+        return None
+
     def claim(self, scope: TimeoutScope) -> None:
         """The body raises the timeout itself (`check()`): deliver nothing more for it.
 

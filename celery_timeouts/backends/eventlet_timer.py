@@ -7,9 +7,14 @@ guard (`green_guard`) interrupts the main thread while that green thread holds i
 
 from __future__ import annotations
 
+import math
+import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._context import eventlet_context
+from .._current import ScopeState
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import protected
 from .base import Backend
@@ -29,6 +34,12 @@ class EventletBackend(GuardedHub, Backend):
 
         self._get_hub = get_hub
         self._getcurrent = getcurrent
+        # The hub of the calling OS thread, without creating one in a thread that has
+        # none (get_hub would); eventlet keeps it in an OS-thread local.
+        local = getattr(eventlet.hubs, "_threadlocal", None)
+        self._hub_here: Callable[[], object] = (
+            get_hub if local is None else (lambda: getattr(local, "hub", None))
+        )
         self._sleep = eventlet.sleep
 
     def unavailable_reason(self) -> str | None:
@@ -43,9 +54,13 @@ class EventletBackend(GuardedHub, Backend):
     def arm(self, scope: TimeoutScope) -> None:
         # Just armed: the deadline is `seconds` from now.
         hub = self._get_hub()
-        timer = scope._handle = _ThrowTimer(scope, self._getcurrent(), hub)
+        seconds = scope.seconds
+        if seconds is None or scope._cancel_called:
+            seconds = 0.0 if scope._deadline != math.inf else None
+        timer = scope._handle = _ThrowTimer(scope, self._getcurrent(), hub, seconds)
         try:
-            hub.add_timer(timer)
+            if seconds is not None:  # a scope without a limit: reschedule() adds it
+                hub.add_timer(timer)
             guard = self._guard if hub is self._guarded_hub else self._adopt_hub(hub)
             if guard is not None:
                 guard.add(scope)
@@ -62,6 +77,32 @@ class EventletBackend(GuardedHub, Backend):
         if scope._fire_attempts:  # the guard asked for a delivery at an instruction (3.13)
             self._withdraw(scope)
 
+    def reschedule_refusal(self, scope: TimeoutScope) -> str | None:
+        if self._hub_here() is scope._handle._hub:
+            return None
+        # eventlet has no thread-safe way into another thread's hub.
+        return (
+            f"an eventlet scope can be cancelled or rescheduled only from its own hub's "
+            f"OS thread (any green thread there), not from {threading.current_thread()!r}; "
+            f"hand the call to that hub, e.g. through a queue a green thread there reads"
+        )
+
+    @protected
+    def reschedule(self, scope: TimeoutScope) -> None:
+        old = scope._handle
+        hub = old._hub
+        if scope._state is not ScopeState.ACTIVE or scope._fired:
+            return
+        old.cancel()
+        deadline = scope._deadline
+        if deadline == math.inf:
+            scope._handle = _ThrowTimer(scope, old._greenlet, hub, None)
+            return
+        timer = scope._handle = _ThrowTimer(
+            scope, old._greenlet, hub, max(deadline - time.monotonic(), 0.0)
+        )
+        hub.add_timer(timer)
+
     def sleep(self, seconds: float) -> None:
         self._sleep(seconds)
 
@@ -76,9 +117,11 @@ class _ThrowTimer:
 
     __slots__ = ("_greenlet", "_hub", "_scope", "called", "seconds")
 
-    def __init__(self, scope: TimeoutScope, greenlet: Any, hub: Any) -> None:
-        self.seconds = scope.seconds
-        self.called = False
+    def __init__(
+        self, scope: TimeoutScope, greenlet: Any, hub: Any, seconds: float | None
+    ) -> None:
+        self.seconds = seconds
+        self.called = seconds is None  # no limit: never added to the hub, nothing to cancel
         self._scope: TimeoutScope | None = scope
         self._greenlet = greenlet
         self._hub = hub

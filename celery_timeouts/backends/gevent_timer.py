@@ -7,9 +7,12 @@ guard (`green_guard`) interrupts the main thread while that greenlet holds it.
 
 from __future__ import annotations
 
+import math
+import time
 from typing import TYPE_CHECKING, Any
 
 from .._context import gevent_context
+from .._current import ScopeState
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import protected
 from .base import Backend
@@ -44,9 +47,15 @@ class GeventBackend(GuardedHub, Backend):
         # Just armed: the deadline is `seconds` from now. update=True measures from now,
         # not from the loop's last iteration (stale after a long CPU-bound stretch).
         hub = self._get_hub()
-        timer = scope._handle = hub.loop.timer(scope.seconds)
+        seconds = scope.seconds
+        if seconds is None or scope._cancel_called:
+            seconds = 0.0 if scope._deadline != math.inf else None
+        # A scope without a limit gets a timer too, left unstarted: reschedule() starts it.
+        timer = scope._handle = hub.loop.timer(seconds or 0.0)
+        greenlet = scope._task = self._getcurrent()
         try:
-            timer.start(_throw, scope, self._getcurrent(), update=True)
+            if seconds is not None:
+                timer.start(_throw, scope, greenlet, update=True)
             guard = self._guard if hub is self._guarded_hub else self._adopt_hub(hub)
             if guard is not None:
                 guard.add(scope)
@@ -63,8 +72,30 @@ class GeventBackend(GuardedHub, Backend):
         if scope._fire_attempts:  # the guard asked for a delivery at an instruction (3.13)
             self._withdraw(scope)
 
+    @protected
+    def reschedule(self, scope: TimeoutScope) -> None:
+        # The hub's loop is not thread-safe: the timer is replaced in the hub's thread
+        # (at its next turn). A greenlet that never yields meanwhile is stopped by the
+        # guard, which reads the new deadline itself.
+        scope._handle.loop.run_callback_threadsafe(_restart_timer, scope)
+
     def sleep(self, seconds: float) -> None:
         self._sleep(seconds)
+
+
+@protected
+def _restart_timer(scope: TimeoutScope) -> None:
+    """In the hub's thread: the scope's timer, for its new deadline."""
+    if scope._state is not ScopeState.ACTIVE or scope._fired:
+        return  # left, or fired, meanwhile
+    old = scope._handle
+    old.close()
+    deadline = scope._deadline
+    timer = scope._handle = old.loop.timer(
+        0.0 if deadline == math.inf else max(deadline - time.monotonic(), 0.0)
+    )
+    if deadline != math.inf:
+        timer.start(_throw, scope, scope._task, update=True)
 
 
 def _throw(scope: TimeoutScope, greenlet: Any) -> None:

@@ -15,6 +15,7 @@ import _signal  # type: ignore[import-not-found]
 import math
 import os
 import signal
+import threading
 import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,11 @@ class SignalBackend(Backend):
         self._handled_at = -math.inf  # when our handler last ran (time.monotonic), for tests
         # When the kernel rings the itimers we set lately: [earliest, latest] (_is_ours)
         self._recent: list[list[float]] = []
+        # Another thread moved a deadline (reschedule, cancel) and signalled the main
+        # thread to look: how many such signals are on their way, and the lock that
+        # keeps one from reaching a handler the outermost exit puts back.
+        self._pokes = 0
+        self._poke_lock = threading.Lock()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_in_child)
 
@@ -116,6 +122,10 @@ class SignalBackend(Backend):
             # to restore: our handler stays and acts as the default outside scopes.
             if current != _signal.SIG_DFL and current is not None:
                 self._restore_handler = current
+        if scope._deadline == math.inf:  # no limit (yet): no timer of ours
+            self._recent = []
+            self._set_timer(math.inf)  # a timer the user had pending is adopted
+            return
         # As _setitimer, inlined: this is every outermost scope's entry.
         before = _monotonic()
         delay = max(scope._deadline - before, _MIN_DELAY)
@@ -157,9 +167,10 @@ class SignalBackend(Backend):
         self._leave_pending = False
         self._armed_for = _IDLE  # from now on, a SIGALRM is not ours
         if self._restore_handler is not _NOTHING:
-            if _signal.getsignal(signal.SIGALRM) is self._handler:
-                _signal.signal(signal.SIGALRM, self._restore_handler)
-            self._restore_handler = _NOTHING
+            with self._poke_lock:  # no poke is sent meanwhile (see reschedule)
+                if _signal.getsignal(signal.SIGALRM) is self._handler:
+                    _signal.signal(signal.SIGALRM, self._restore_handler)
+                self._restore_handler = _NOTHING
         user = self._user_timer
         if user is not None:
             self._user_timer = None
@@ -181,12 +192,13 @@ class SignalBackend(Backend):
         self._armed_for = deadline
 
     def _setitimer(self, deadline: float | None) -> tuple[float, float]:
-        """Set the itimer for `deadline` (None: disarm it), noting when the kernel will
-        ring it: between the delay added to the time before the call and after it."""
+        """Set the itimer for `deadline` (None or math.inf: disarm it), noting when the
+        kernel will ring it: between the delay added to the time before the call and
+        after it."""
         recent = self._recent
         if len(recent) >= _REMEMBERED:
             del recent[0]
-        if deadline is None:
+        if deadline is None or deadline == math.inf:
             recent.append([-math.inf, -math.inf])
             return _signal.setitimer(signal.ITIMER_REAL, 0)  # type: ignore[no-any-return]
         before = time.monotonic()
@@ -228,6 +240,26 @@ class SignalBackend(Backend):
             self._user_timer = None  # the body cancelled the timer (alarm(0))
 
     @protected
+    def reschedule(self, scope: TimeoutScope) -> None:
+        if is_main_thread():
+            if not scope._fired and any(active is scope for active in self._active):
+                self._rearm()  # a SIGALRM meanwhile retries: this is library code
+            return
+        # Only the main thread may touch the itimer and the handler's bookkeeping: ask
+        # it to look again, with a signal its handler takes as "ours" (see _pokes).
+        # The lock is held until the handler has taken the poke (bounded): the
+        # outermost exit, which takes it too, never puts the user's handler back while
+        # the poke is on its way (the main thread's wait for a lock runs handlers).
+        with self._poke_lock:
+            if scope._fired or not any(active is scope for active in self._active):
+                return
+            self._pokes += 1
+            signal.pthread_kill(_main_thread_id, signal.SIGALRM)
+            give_up = time.monotonic() + _POKE_PATIENCE
+            while self._pokes and time.monotonic() < give_up:
+                _sleep(_POKE_POLL)
+
+    @protected
     def _rearm(self) -> None:
         """Arm the itimer for the earliest pending deadline (ours or the user's)."""
         pending = [s._deadline for s in self._active if not s._fired]
@@ -246,9 +278,14 @@ class SignalBackend(Backend):
     @protected
     def _on_sigalrm(self, signum: int, frame: FrameType | None) -> None:
         now = self._handled_at = time.monotonic()
+        poked = self._pokes
+        if poked:
+            self._pokes = 0  # another thread moved a deadline: look again
         if not self._active:
             if self._leave_pending:  # rung by a scope left in another thread
                 self._finish_leaving()
+            elif poked:
+                pass  # the scope it was for has been left meanwhile
             # Our timer's signal can arrive once the last scope is gone from the list,
             # while its exit is still disarming: then it is ours, and late; ignore it.
             elif self._armed_for is _IDLE:
@@ -307,6 +344,12 @@ class SignalBackend(Backend):
         self._armed_for = _IDLE
         if self._active or self._user_timer is not None:
             self._rearm()
+
+
+_main_thread_id = threading.main_thread().ident or 0
+_POKE_PATIENCE = 1.0  # how long another thread waits for the main thread to take a poke
+_POKE_POLL = 0.0005
+_sleep = time.sleep  # the stdlib's (celery_timeouts.blocking may patch it later)
 
 
 def _deadline_of(scope: TimeoutScope) -> float:

@@ -154,6 +154,27 @@ class WatchdogBackend(Backend):
             self._claim(scope)
 
     @protected
+    def reschedule(self, scope: TimeoutScope) -> None:
+        # A new heap entry for the new deadline; the old one is skipped when it comes up
+        # (`_run`: an entry earlier than its item's deadline is stale). A patched blocking
+        # call of the thread sees the new deadline within `_deadline.RECHECK`.
+        with self._lock:
+            if not scope._armed or scope._fired:
+                return
+            deadline = scope._deadline
+            if scope._fire_attempts and deadline > time.monotonic():
+                # Moved past now while a delivery for the old deadline waited for a safe
+                # place: that delivery is off, and so is "raise at exit".
+                scope._fire_attempts = 0
+                self._next_instruction.withdraw(scope._thread_id, scope)
+            entry = (deadline, next(self._sequence), scope)
+            heapq.heappush(self._heap, entry)
+            if self._thread is None:
+                self._start_thread()
+            elif self._heap[0] is entry:
+                self._wakeup.notify()
+
+    @protected
     def take(self, scope: TimeoutScope) -> bool:
         """A blocking call woke at `scope`'s deadline (`celery_timeouts.blocking`): True
         if the timeout is the caller's to raise, and then the watchdog delivers nothing
@@ -215,9 +236,9 @@ class WatchdogBackend(Backend):
                     deadline = heap[0][0]
                     while time.monotonic() < deadline:
                         pass
-                _, _, scope = heapq.heappop(heap)
-                if scope._fired:
-                    continue
+                due, _, scope = heapq.heappop(heap)
+                if scope._fired or due < scope._deadline:
+                    continue  # fired, or moved later by reschedule() (a stale entry)
                 if isinstance(scope, Callback):
                     self._run_callback(scope)
                     continue

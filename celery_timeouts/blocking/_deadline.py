@@ -20,7 +20,7 @@ from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._context import is_green_patched, is_main_thread
-from .._current import earliest
+from .._current import ScopeState
 from .._current import innermost as _innermost
 from .._unwind import protected
 from ..backends.watchdog import shared_watchdog
@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from .._scope import TimeoutScope
 
 _T = TypeVar("_T")
+_ACTIVE = ScopeState.ACTIVE
+
+# The longest a patched call waits without looking at its scope's deadline again: how
+# soon a cancel() or an earlier reschedule() from another thread reaches it.
+RECHECK = 0.25
 
 # What a `wait` passed to `until_deadline` returns when its bound, not the event it
 # waited for, ended it.
@@ -41,16 +46,27 @@ def in_worker_thread() -> bool:
 
 
 def limiting_scope() -> TimeoutScope | None:
-    """The scope whose deadline ends a blocking call made here and now; None: stock."""
+    """The scope whose deadline ends a blocking call made here and now; None: stock.
+
+    Among the thread's active scopes that the watchdog still has to deliver, the one
+    whose deadline comes first; a scope without a limit counts too (its deadline is
+    math.inf until reschedule() or cancel() gives it one).
+    """
     scope = _innermost.get()
     if scope is None or not in_worker_thread():
         return None
-    return earliest(scope, _watchdog_enforced)
-
-
-def _watchdog_enforced(scope: TimeoutScope) -> bool:
-    """A scope the watchdog still has to deliver: its deadline ends patched waits."""
-    return scope._backend is shared_watchdog() and not scope._fired
+    watchdog = shared_watchdog()
+    best: TimeoutScope | None = None
+    while scope is not None:
+        if (
+            scope._state is _ACTIVE
+            and scope._backend is watchdog
+            and not scope._fired
+            and (best is None or scope._deadline < best._deadline)
+        ):
+            best = scope
+        scope = scope._parent
+    return best
 
 
 @protected
@@ -68,15 +84,18 @@ def until_deadline(
     timeout: float | None,
     wait: Callable[[float], _T],
     stock: Callable[[float | None], _T],
+    resumable: bool = True,
 ) -> _T:
     """Wait as `stock(timeout)` would, but no longer than `scope`'s deadline.
 
     `wait(bound)` waits at most `bound` seconds and returns `TIMED_OUT` if the bound
     ended it. `stock(t)` is the original call with the caller's own timeout `t`, used
-    when that timeout ends first. A wait that wakes before the deadline looks at the
-    deadline again and goes on: this is the seam for waking a wait early (a future
-    `scope.cancel()`/`reschedule()` moves the deadline, then wakes the thread).
+    when that timeout ends first. A `resumable` wait looks at the deadline again at
+    least every `RECHECK` seconds, so `scope.cancel()`/`reschedule()` from another
+    thread reach it; one that cannot be cut in rounds (a connect in progress, a sendall
+    that has sent part of its data) waits up to the deadline in one go.
     """
+    recheck = RECHECK if resumable else math.inf
     now = _monotonic()
     own = timeout  # what the caller asked for, passed unchanged on the first round
     try:
@@ -98,13 +117,16 @@ def until_deadline(
                 result = wait(alarm if end is None else min(alarm, end - now))
                 if result is not TIMED_OUT:
                     return result
-        elif end is not None and end - now <= left:
+        elif end is not None and end - now <= left and end - now <= recheck:
             return stock(own)
         else:
-            result = wait(left)
+            bound = left if left < recheck else recheck
+            result = wait(bound if end is None or end - now > bound else end - now)
             if result is not TIMED_OUT:
                 return result
         now = _monotonic()
+        # Another scope's deadline may have moved before this one's (reschedule()).
+        scope = limiting_scope() or scope
         if end is not None:
             own = max(end - now, 0.0)
             if own <= 0:

@@ -38,6 +38,9 @@ SSL_METHODS = (*METHODS, "do_handshake")
 # back, one to poll).
 _DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0))  # an int: IntFlag arithmetic costs 0.2 us
 _FLAGS_AT = {"recv": 1, "recvfrom": 1, "recv_into": 2, "recvfrom_into": 2}
+# Calls that cannot be cut into rounds: a second connect fails with EALREADY, and a
+# sendall that timed out may have sent part of its data.
+_NOT_RESUMABLE = frozenset({"connect", "sendall"})
 _POSITIONAL_ONLY = frozenset({"connect", "accept", "recv", "recvfrom", "send", "sendall", "sendto"})
 
 
@@ -128,7 +131,10 @@ def _call(
         finally:
             sock.settimeout(own)
 
-    return until_deadline(scope, own, bounded, lambda _: original(sock, *args, **kwargs))
+    return until_deadline(
+        scope, own, bounded, lambda _: original(sock, *args, **kwargs),
+        resumable=original.__name__ not in _NOT_RESUMABLE,
+    )
 
 
 try:
