@@ -10,6 +10,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -350,3 +351,50 @@ def test_a_swallowed_hard_limit_ends_as_time_limit_exceeded(pool: str, redis_url
             assert worker.app.send_task(f"{APP}.add", args=[2, 3]).get(timeout=15) == 5
             assert time.monotonic() - began < 5
     assert "Unrecoverable error" not in worker.log_text()
+
+
+@pytest.mark.parametrize("pool", ["threads", "gevent", "eventlet"])
+def test_revoke_terminate_stops_a_running_task(
+    pool: str, redis_url: str, tmp_path: Any
+) -> None:
+    """A CPU loop that never yields and one long sleep: both stop within 1 s of the
+    revoke, end REVOKED, unwind through their `finally:`, and the slot serves on."""
+    broker = fresh_redis(redis_url)
+    with start_worker(APP, pool, broker, concurrency=2, env=ENABLED) as worker:
+        for kind in ("cpu", "sleep"):
+            beat = tmp_path / f"{pool}-{kind}.beat"
+            running, _ = run_task(worker, "heartbeat", str(beat), kind, soft=None, hard=None)
+            wait_until(beat.exists, 20, f"the {kind} task running")
+            time.sleep(0.3)
+            revoked_at = time.time()
+            worker.app.control.revoke(running.id, terminate=True, destination=[worker.name])
+            wait_until(lambda: running.state == "REVOKED", 10, f"{kind}: REVOKED")
+            wait_until(Path(f"{beat}.finally").exists, 10, f"{kind}: unwound")
+            last_beat = float(beat.read_text())
+            time.sleep(0.5)
+            assert float(beat.read_text()) == last_beat, f"{kind}: still beating"
+            if kind == "cpu":
+                assert last_beat - revoked_at < 1.0, (kind, last_beat - revoked_at)
+            assert not Path(f"{beat}.after").exists(), kind
+            assert worker.app.send_task(f"{APP}.add", args=[2, 3]).get(timeout=15) == 5
+        log = worker.log_text()
+    assert "terminated (signal 15)" in log, log[-3000:]
+    assert "Hard time limit" not in log and "Unrecoverable error" not in log
+
+
+@pytest.mark.parametrize("pool", ["threads", "gevent", "eventlet"])
+def test_revoke_terminate_with_sigusr1_lets_the_task_clean_up(
+    pool: str, redis_url: str, tmp_path: Any
+) -> None:
+    broker = fresh_redis(redis_url)
+    with start_worker(APP, pool, broker, concurrency=2, env=ENABLED) as worker:
+        marker = tmp_path / f"{pool}.cleaned"
+        running, _ = run_task(worker, "cleans_up_on_request", str(marker), soft=None, hard=None)
+        wait_until(Path(f"{marker}.started").exists, 20, "the task running")
+        time.sleep(0.3)
+        worker.app.control.revoke(
+            running.id, terminate=True, signal="SIGUSR1", destination=[worker.name]
+        )
+        wait_until(marker.exists, 10, "the task's clean-up")
+        assert marker.read_text() == "cleaned up"
+        assert worker.app.send_task(f"{APP}.add", args=[2, 3]).get(timeout=15) == 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._limits import run_job
+from ._limits import RunningJobs, run_job
 
 
 def run_green_job(
@@ -19,6 +19,7 @@ def run_green_job(
     soft: float | None,
     hard: float | None,
     timeout_callback: Callable[..., Any] | None,
+    running: RunningJobs | None = None,
     **_: Any,
 ) -> None:
     """Spawned as the task's greenlet: its limits are hub timers of that greenlet.
@@ -29,7 +30,7 @@ def run_green_job(
     run_job(
         target, args, kwargs, callback, accept_callback,
         getpid() if getpid is not None else None,
-        soft=soft, hard=hard, timeout_callback=timeout_callback,
+        soft=soft, hard=hard, timeout_callback=timeout_callback, running=running,
     )
 
 

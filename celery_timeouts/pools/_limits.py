@@ -9,14 +9,19 @@ Celery's `Request.execute_using_pool` hands every pool the job's limits (`soft_t
   stop, and the job ends through Celery's own `timeout_callback(False, seconds)`, so the
   result backend, the `task_failure` signal, events and acks_late behave as on prefork;
 - once the hard limit has fired, the job ends that way whatever the body does: a body
-  that catches the unwinding and returns gets it raised again (see `_final`).
+  that catches the unwinding and returns gets it raised again (see `_final`);
+- `revoke(terminate=True)` reaches the running job through its scopes (`RunningJobs`):
+  SIGUSR1 raises `SoftTimeLimitExceeded` in the body, any other signal unwinds it as
+  the hard limit does; Celery's `Request.terminate` stores REVOKED and acknowledges.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from types import CodeType
 from typing import Any
@@ -63,6 +68,61 @@ def job_scopes(soft: float | None, hard: float | None) -> tuple[FinalScope, Time
     )
 
 
+SOFT_SIGNAL = int(getattr(signal, "SIGUSR1", 10))  # prefork's "raise the soft limit"
+
+
+class RunningJob:
+    """A job that has started: its two scopes, which `terminate_job` cancels."""
+
+    __slots__ = ("hard", "soft", "terminated_by")
+
+    def __init__(self, hard: FinalScope, soft: TimeoutScope) -> None:
+        self.hard = hard
+        self.soft = soft
+        self.terminated_by: int | None = None
+
+    def terminate(self, signum: int | None) -> None:
+        """As prefork's signal to the child: SIGUSR1 raises `SoftTimeLimitExceeded` in
+        the body (it may catch it and clean up); any other signal unwinds the body as
+        the hard limit does, killing the child processes it started."""
+        if signum == SOFT_SIGNAL:
+            self.soft.cancel()
+        else:
+            self.terminated_by = signum if signum is not None else int(signal.SIGTERM)
+            self.hard.cancel()
+
+
+class RunningJobs:
+    """A pool's running jobs by their `worker_pid`, for `terminate_job`."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[int, RunningJob] = {}
+        self._lock = threading.Lock()
+
+    def add(self, pid: int, job: RunningJob) -> None:
+        with self._lock:
+            self._jobs[pid] = job
+
+    def discard(self, pid: int, job: RunningJob) -> None:
+        with self._lock:
+            if self._jobs.get(pid) is job:
+                del self._jobs[pid]
+
+    def terminate(self, pid: object, signum: int | None) -> bool:
+        """Stop the job Celery knows by `pid` (its `worker_pid`); False if none runs."""
+        if isinstance(pid, bool) or not isinstance(pid, int):
+            return False
+        with self._lock:
+            job = self._jobs.get(pid)
+        if job is None:
+            return False
+        job.terminate(None if signum is None else int(signum))
+        return True
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+
 def run_job(
     target: Callable[..., Any],
     args: Any,
@@ -74,31 +134,50 @@ def run_job(
     soft: float | None,
     hard: float | None,
     timeout_callback: Callback,
+    running: RunningJobs | None = None,
 ) -> None:
-    """Run a job under its limits; returns once its callbacks have run."""
+    """Run a job under its limits; returns once its callbacks have run.
+
+    With `running`, the job is found there by `pid` while it runs (`terminate_job`).
+    """
     hard_scope, soft_scope = job_scopes(soft, hard)
+    job = RunningJob(hard_scope, soft_scope)
 
     def limited_target(*target_args: Any, **target_kwargs: Any) -> Any:
         hard_scope.owner = sys._getframe()
         with hard_scope, soft_scope:
             return target(*target_args, **target_kwargs)
 
+    if running is not None and pid is not None:
+        # Before apply_target accepts the job (Celery then knows its worker_pid): a
+        # terminate from then on finds it, and one that comes before the scopes are
+        # entered interrupts the body as soon as it starts.
+        running.add(pid, job)
     try:
         apply_target(
             limited_target, args, kwargs, callback, accept_callback, pid,
             propagate=(HardTimeLimitReached,),
         )
     except HardTimeLimitReached as reached:
-        logger.warning(
-            "celery-timeouts: task %s reached its hard time limit (%g s) here "
-            "(innermost last):\n%s",
-            task_id_of(args), hard,
-            format_stack(traceback_frames(reached.__traceback__, below=BODY_CODE)),
-        )
-        if timeout_callback is not None:
-            timeout_callback(False, hard)
+        stack = format_stack(traceback_frames(reached.__traceback__, below=BODY_CODE))
+        if job.terminated_by is not None:
+            # Request.terminate has stored REVOKED, sent task_revoked and acknowledged.
+            logger.warning(
+                "celery-timeouts: task %s terminated (signal %d) here (innermost last):\n%s",
+                task_id_of(args), job.terminated_by, stack,
+            )
+        else:
+            logger.warning(
+                "celery-timeouts: task %s reached its hard time limit (%g s) here "
+                "(innermost last):\n%s",
+                task_id_of(args), hard, stack,
+            )
+            if timeout_callback is not None:
+                timeout_callback(False, hard)
     finally:
-        if soft_scope.fired and timeout_callback is not None:
+        if running is not None and pid is not None:
+            running.discard(pid, job)
+        if soft_scope.fired and not soft_scope.cancel_called and timeout_callback is not None:
             timeout_callback(True, soft)  # Celery logs "Soft time limit exceeded"
 
 

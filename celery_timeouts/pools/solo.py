@@ -3,12 +3,13 @@ use SIGALRM (the signal backend), which also interrupts blocking calls there."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 from celery.concurrency import solo as stock
 
-from ._limits import effective_limit, logger, run_job
+from ._limits import RunningJobs, effective_limit, logger, run_job
 
 
 class TaskPool(stock.TaskPool):
@@ -19,6 +20,12 @@ class TaskPool(stock.TaskPool):
         self.on_apply = self._apply_with_limits  # the stock pool assigns apply_target here
         self._soft_default: float | None = self.options.get("soft_timeout")
         self._hard_default: float | None = self.options.get("timeout")
+        self._running = RunningJobs()
+
+    def terminate_job(self, pid: int, signal: int | None = None) -> None:
+        """Stop the running task (stock solo cannot); SIGUSR1 raises
+        SoftTimeLimitExceeded in it."""
+        self._running.terminate(pid, signal)
 
     def on_start(self) -> None:
         super().on_start()
@@ -46,8 +53,8 @@ class TaskPool(stock.TaskPool):
         **_: Any,
     ) -> None:
         run_job(
-            target, args, kwargs, callback, accept_callback,
+            target, args, kwargs, callback, accept_callback, os.getpid(),
             soft=effective_limit(soft_timeout, self._soft_default),
             hard=effective_limit(timeout, self._hard_default),
-            timeout_callback=timeout_callback,
+            timeout_callback=timeout_callback, running=self._running,
         )

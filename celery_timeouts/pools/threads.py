@@ -35,7 +35,7 @@ from celery.worker import state as worker_state
 
 from ..backends.watchdog import shared_watchdog
 from ._interrupt import blocking_calls_line, interrupt_blocking_calls, leave_blocking_calls
-from ._limits import BODY_CODE, effective_limit, logger, run_job
+from ._limits import BODY_CODE, SOFT_SIGNAL, RunningJobs, effective_limit, logger, run_job
 from ._stuck import format_stack, task_id_of, thread_frames
 from .options import options_for
 
@@ -48,8 +48,8 @@ class _Job:
 
     __slots__ = (
         "__weakref__", "_finished", "_lock", "abandon_at", "accept_callback", "args",
-        "callback", "future", "hard", "kwargs", "soft", "target", "timeout_callback",
-        "worker",
+        "callback", "future", "hard", "kwargs", "soft", "target", "terminated",
+        "timeout_callback", "worker",
     )
 
     def __init__(
@@ -75,6 +75,7 @@ class _Job:
         self._lock = threading.Lock()
         self.worker: _Worker | None = None
         self.abandon_at = math.inf  # when the pool gives up on it (set when it starts)
+        self.terminated = False  # by terminate_job: Celery has reported it (REVOKED)
         # What on_apply hands back, as stock Celery's: cancelled if the pool stops first.
         self.future: Future[None] = Future()
 
@@ -116,6 +117,14 @@ class _Job:
         return report_timeout
 
 
+class _ApplyResult(stock.ApplyResult):
+    """Stock's, plus the `terminate` that `Request.terminate` calls on what `on_apply`
+    returned: the pool's `terminate_job` has done the work."""
+
+    def terminate(self, signal: int | None = None) -> None:
+        return None
+
+
 class _Worker(threading.Thread):
     def __init__(self, pool: TaskPool, name: str) -> None:
         super().__init__(name=name, daemon=True)
@@ -147,10 +156,13 @@ class _Worker(threading.Thread):
             self.pool._check_from_now_on()
         try:
             # A job abandoned meanwhile has been reported already: `once` keeps it quiet.
+            # The thread's native id is the job's worker_pid: `inspect active` shows
+            # it (as `ps -L` does) and terminate_job finds the job by it.
             run_job(
                 job.target, job.args, job.kwargs, job.once(job.callback),
-                job.accept_callback, soft=job.soft, hard=job.hard,
+                job.accept_callback, self.native_id, soft=job.soft, hard=job.hard,
                 timeout_callback=job.once_hard(job.timeout_callback),
+                running=self.pool._running,
             )
         except BaseException as error:  # a task must never take a pool thread down
             logger.exception("celery-timeouts: job %s failed in the pool", job.task_id)
@@ -185,6 +197,7 @@ class TaskPool(stock.TaskPool):
         self._stopping = False  # stopped: the stuck-thread check ends
         self._names = itertools.count(1)
         self._watchdog = shared_watchdog()
+        self._running = RunningJobs()
         self._soft_default: float | None = self.options.get("soft_timeout")
         self._hard_default: float | None = self.options.get("timeout")
 
@@ -250,7 +263,24 @@ class TaskPool(stock.TaskPool):
                 )
             self._start_threads()  # without on_start, as stock's executor allows
             self._jobs.put(job)
-        return stock.ApplyResult(job.future)
+        return _ApplyResult(job.future)
+
+    def terminate_job(self, pid: int, signal: int | None = None) -> None:
+        """Stop the task running in the thread whose native id is `pid` (its
+        `worker_pid`): SIGUSR1 raises SoftTimeLimitExceeded in it, any other signal
+        unwinds it as the hard limit does. A thread that does not come back (stuck in
+        C) is abandoned and replaced after the grace, as past a hard limit."""
+        if not self._running.terminate(pid, signal):
+            return
+        with self._lock:
+            job = next(
+                (w.job for w in self._workers if w.native_id == pid and w.job is not None),
+                None,
+            )
+        if job is not None and signal != SOFT_SIGNAL:
+            job.terminated = True
+            job.abandon_at = min(job.abandon_at, time.monotonic() + self._abandon_after)
+            self._check_from_now_on()
 
     # -- autoscale -----------------------------------------------------------------------
 
@@ -411,7 +441,7 @@ class TaskPool(stock.TaskPool):
             job.task_id, job.hard, worker.name, stuck,
             format_stack(thread_frames(worker.ident, below=BODY_CODE)),
         )
-        if job.timeout_callback is not None:
+        if job.timeout_callback is not None and not job.terminated:
             try:
                 job.timeout_callback(False, job.hard)
             except BaseException:

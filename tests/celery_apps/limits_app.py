@@ -193,3 +193,44 @@ def swallows_cpu(seconds: float) -> str:
     except BaseException:
         return "swallowed"
     return "finished"
+
+
+@app.task
+def heartbeat(path: str, kind: str) -> str:
+    """Writes the time to `path` while it runs: in a CPU loop that never yields
+    ("cpu"), or once before one long sleep ("sleep"). `path`.after is written only if it
+    runs to its end; `path`.finally by its `finally:` (a terminate unwinds through it)."""
+    try:
+        if kind == "cpu":
+            end = time.monotonic() + 60
+            next_beat = 0.0
+            while time.monotonic() < end:
+                if time.monotonic() >= next_beat:
+                    with open(path, "w") as beat:
+                        beat.write(repr(time.time()))
+                    next_beat = time.monotonic() + 0.02
+        else:
+            with open(path, "w") as beat:
+                beat.write(repr(time.time()))
+            time.sleep(60)
+        with open(path + ".after", "w") as after:
+            after.write("ran to its end")
+        return "finished"
+    finally:
+        with open(path + ".finally", "w") as done:
+            done.write("unwound")
+
+
+@app.task
+def cleans_up_on_request(path: str) -> str:
+    """Waits; `revoke(terminate=True, signal="SIGUSR1")` raises SoftTimeLimitExceeded
+    here, and it cleans up (writes `path`) and returns."""
+    try:
+        with open(path + ".started", "w") as started:
+            started.write("started")
+        time.sleep(60)
+    except SoftTimeLimitExceeded:
+        with open(path, "w") as cleaned:
+            cleaned.write("cleaned up")
+        return "cleaned up"
+    return "finished"
