@@ -411,8 +411,9 @@ class TimeoutScope:
         public: BaseException
         if issubclass(exception_class, TaskTimeout):
             public = exception_class(self.seconds, self.backend)
-            if self._cancel_called:
-                public.cancelled = True  # a subclass may take (seconds, backend) only
+            if self._cancel_called:  # a subclass may take (seconds, backend) only
+                public.cancelled = True
+                public.args = (_describe(self.seconds, self.backend, True),)
         else:
             public = exception_class(
                 _describe(self.seconds, self.backend, self._cancel_called)

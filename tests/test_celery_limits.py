@@ -368,7 +368,7 @@ def test_revoke_terminate_stops_a_running_task(
             time.sleep(0.3)
             revoked_at = time.time()
             worker.app.control.revoke(running.id, terminate=True, destination=[worker.name])
-            wait_until(lambda: running.state == "REVOKED", 10, f"{kind}: REVOKED")
+            wait_until(lambda r=running: r.state == "REVOKED", 10, f"{kind}: REVOKED")
             wait_until(Path(f"{beat}.finally").exists, 10, f"{kind}: unwound")
             last_beat = float(beat.read_text())
             time.sleep(0.5)

@@ -107,6 +107,9 @@ def _restart_timer(scope: TimeoutScope) -> None:
 
 
 def _cancel_task(scope: TimeoutScope) -> None:
+    if scope._deadline > time.monotonic():  # moved later, not replaced yet: wait the rest
+        _restart_timer(scope)
+        return
     if scope._deadline_calls:
         run_deadline_callbacks(scope)
     if not scope._fired:

@@ -7,9 +7,12 @@ guard (`green_guard`) interrupts the main thread while that green thread holds i
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +37,7 @@ class EventletBackend(GuardedHub, Backend):
 
         self._get_hub = get_hub
         self._getcurrent = getcurrent
+        self._waking: object = None
         # The hub of the calling OS thread, without creating one in a thread that has
         # none (get_hub would); eventlet keeps it in an OS-thread local.
         local = getattr(eventlet.hubs, "_threadlocal", None)
@@ -59,6 +63,9 @@ class EventletBackend(GuardedHub, Backend):
             seconds = 0.0 if scope._deadline != math.inf else None
         timer = scope._handle = _ThrowTimer(scope, self._getcurrent(), hub, seconds)
         try:
+            if hub is not self._waking:
+                _set_up_waker(hub)
+                self._waking = hub  # the hub of the last arm: set up (cheap to check)
             if seconds is not None:  # a scope without a limit: reschedule() adds it
                 hub.add_timer(timer)
             guard = self._guard if hub is self._guarded_hub else self._adopt_hub(hub)
@@ -78,33 +85,108 @@ class EventletBackend(GuardedHub, Backend):
             self._withdraw(scope)
 
     def reschedule_refusal(self, scope: TimeoutScope) -> str | None:
-        if self._hub_here() is scope._handle._hub:
+        hub = scope._handle._hub
+        if self._hub_here() is hub or _waker_of(hub) is not None:
             return None
-        # eventlet has no thread-safe way into another thread's hub.
         return (
-            f"an eventlet scope can be cancelled or rescheduled only from its own hub's "
-            f"OS thread (any green thread there), not from {threading.current_thread()!r}; "
-            f"hand the call to that hub, e.g. through a queue a green thread there reads"
+            f"this eventlet hub cannot be woken from another OS thread (its wake-up pipe "
+            f"could not be set up), so its scopes can be cancelled or rescheduled only from "
+            f"its own thread, not from {threading.current_thread()!r}"
         )
 
     @protected
     def reschedule(self, scope: TimeoutScope) -> None:
-        old = scope._handle
-        hub = old._hub
-        if scope._state is not ScopeState.ACTIVE or scope._fired:
+        hub = scope._handle._hub
+        if self._hub_here() is hub:
+            _restart_timer(scope)
             return
-        old.cancel()
-        deadline = scope._deadline
-        if deadline == math.inf:
-            scope._handle = _ThrowTimer(scope, old._greenlet, hub, None)
-            return
-        timer = scope._handle = _ThrowTimer(
-            scope, old._greenlet, hub, max(deadline - time.monotonic(), 0.0)
-        )
-        hub.add_timer(timer)
+        # eventlet's hub is not thread-safe: wake it through its pipe, and the timer is
+        # replaced there. A green thread that never yields meanwhile is stopped by the
+        # guard, which reads the new deadline itself.
+        waker = _waker_of(hub)
+        if waker is not None:
+            waker.restart(scope)
 
     def sleep(self, seconds: float) -> None:
         self._sleep(seconds)
+
+
+class _HubWaker:
+    """A pipe the hub listens to, so another OS thread can have a scope's timer replaced
+    in the hub's own thread. Set up at the first scope of each hub."""
+
+    def __init__(self, hub: Any) -> None:
+        from eventlet import patcher
+
+        # The OS's own read and write: eventlet's green ones would wait in the hub.
+        self._os: Any = patcher.original("os")
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self._moved: list[TimeoutScope] = []
+        self._lock = threading.Lock()
+        hub.add(hub.READ, self._read, self._woken, _ignore, _ignore)
+
+    def restart(self, scope: TimeoutScope) -> None:
+        """From any thread: replace `scope`'s timer in the hub's thread, soon."""
+        with self._lock:
+            self._moved.append(scope)
+        # A full pipe holds wake-ups already: the hub will read them.
+        with contextlib.suppress(BlockingIOError):
+            self._os.write(self._write, b"!")
+
+    def _woken(self, fileno: int) -> None:
+        """In the hub: drain the pipe and replace the timers of the moved scopes."""
+        try:
+            while self._os.read(self._read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        with self._lock:
+            moved, self._moved = self._moved, []
+        for scope in moved:
+            _restart_timer(scope)
+
+
+def _ignore(*args: object) -> None:
+    return None
+
+
+_WAKERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_NO_WAKER: Any = object()
+
+
+def _waker_of(hub: Any) -> _HubWaker | None:
+    waker = _WAKERS.get(hub)
+    return waker if isinstance(waker, _HubWaker) else None
+
+
+def _set_up_waker(hub: Any) -> None:
+    """At a hub's first scope, in its thread: the pipe other threads wake it with."""
+    if hub in _WAKERS:
+        return
+    try:
+        _WAKERS[hub] = _HubWaker(hub)
+    except Exception:  # no pipe, or a hub without listeners: same-thread moves only
+        _WAKERS[hub] = _NO_WAKER
+
+
+@protected
+def _restart_timer(scope: TimeoutScope) -> None:
+    """In the hub's thread: the scope's timer, for its new deadline."""
+    old = scope._handle
+    hub = old._hub
+    if scope._state is not ScopeState.ACTIVE or scope._fired:
+        return
+    old.cancel()
+    deadline = scope._deadline
+    if deadline == math.inf:
+        scope._handle = _ThrowTimer(scope, old._greenlet, hub, None)
+        return
+    timer = scope._handle = _ThrowTimer(
+        scope, old._greenlet, hub, max(deadline - time.monotonic(), 0.0)
+    )
+    hub.add_timer(timer)
 
 
 class _ThrowTimer:
@@ -129,8 +211,13 @@ class _ThrowTimer:
     def __call__(self) -> None:
         """Runs in the hub when the deadline passes."""
         if not self.called:
-            self.called = True
             scope = self._scope
+            if scope is not None and scope._deadline > time.monotonic():
+                # Moved later from another thread, not replaced yet: wait the rest.
+                self.seconds = scope._deadline - time.monotonic()
+                self._hub.add_timer(self)
+                return
+            self.called = True
             self._scope = None
             if scope is not None and scope._deadline_calls:
                 run_deadline_callbacks(scope)

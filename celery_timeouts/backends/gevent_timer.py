@@ -100,6 +100,9 @@ def _restart_timer(scope: TimeoutScope) -> None:
 
 def _throw(scope: TimeoutScope, greenlet: Any) -> None:
     """Runs in the hub when the deadline passes: raise in the scope's greenlet."""
+    if scope._deadline > time.monotonic():  # moved later, not replaced yet: wait the rest
+        _restart_timer(scope)
+        return
     if scope._deadline_calls:
         run_deadline_callbacks(scope)
     if not scope._fired:
