@@ -66,6 +66,7 @@ def enable_time_limits(
             from celery import signals
 
             signals.worker_init.connect(_use_our_pool, weak=False)
+            signals.worker_ready.connect(_start_control_relay, weak=False)
             _connected = True
 
 
@@ -124,6 +125,19 @@ def _use_our_pool(sender: Any = None, **_: Any) -> None:
     module_name, class_name = replacement.split(":")
     worker.pool_cls = getattr(importlib.import_module(module_name), class_name)
     _name_auto_concurrency_after(worker, stock)
+
+
+def _start_control_relay(sender: Any = None, **_: Any) -> None:
+    """worker_ready handler: solo, gevent and eventlet hear `revoke --terminate` while
+    a task holds the worker (see pools._control_relay)."""
+    if sender is None or getattr(sender, "app", None) not in _enabled:
+        return
+    from .pools._control_relay import start_relay_for
+
+    try:
+        start_relay_for(sender)
+    except Exception:  # the worker runs on; only a revoke waits for the task, as stock
+        logger.exception("celery-timeouts: the control relay could not start")
 
 
 def _name_auto_concurrency_after(worker: Any, stock: type) -> None:

@@ -353,7 +353,7 @@ def test_a_swallowed_hard_limit_ends_as_time_limit_exceeded(pool: str, redis_url
     assert "Unrecoverable error" not in worker.log_text()
 
 
-@pytest.mark.parametrize("pool", ["threads", "gevent", "eventlet"])
+@pytest.mark.parametrize("pool", ["threads", "gevent", "eventlet", "solo"])
 def test_revoke_terminate_stops_a_running_task(
     pool: str, redis_url: str, tmp_path: Any
 ) -> None:
@@ -382,7 +382,7 @@ def test_revoke_terminate_stops_a_running_task(
     assert "Hard time limit" not in log and "Unrecoverable error" not in log
 
 
-@pytest.mark.parametrize("pool", ["threads", "gevent", "eventlet"])
+@pytest.mark.parametrize("pool", ["threads", "gevent", "eventlet", "solo"])
 def test_revoke_terminate_with_sigusr1_lets_the_task_clean_up(
     pool: str, redis_url: str, tmp_path: Any
 ) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from celery.concurrency import eventlet as stock
 
+from ._control_relay import stop_relay_of
 from ._green import GREEN_LIMITS_LOG, run_green_job
 from ._limits import RunningJobs, effective_limit, logger
 
@@ -25,6 +26,12 @@ class TaskPool(stock.TaskPool):
         SIGUSR1 raises SoftTimeLimitExceeded."""
         if not self._running.terminate(pid, signal):
             super().terminate_job(pid, signal)
+
+    needs_control_relay = True  # see _control_relay
+
+    def on_stop(self) -> None:
+        stop_relay_of(self)
+        super().on_stop()
 
     def on_start(self) -> None:
         super().on_start()

@@ -9,6 +9,7 @@ from typing import Any
 
 from celery.concurrency import solo as stock
 
+from ._control_relay import stop_relay_of
 from ._limits import RunningJobs, effective_limit, logger, run_job
 
 
@@ -26,6 +27,12 @@ class TaskPool(stock.TaskPool):
         """Stop the running task (stock solo cannot); SIGUSR1 raises
         SoftTimeLimitExceeded in it."""
         self._running.terminate(pid, signal)
+
+    needs_control_relay = True  # see _control_relay
+
+    def on_stop(self) -> None:
+        stop_relay_of(self)
+        super().on_stop()
 
     def on_start(self) -> None:
         super().on_start()

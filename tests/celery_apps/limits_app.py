@@ -200,18 +200,22 @@ def heartbeat(path: str, kind: str) -> str:
     """Writes the time to `path` while it runs: in a CPU loop that never yields
     ("cpu"), or once before one long sleep ("sleep"). `path`.after is written only if it
     runs to its end; `path`.finally by its `finally:` (a terminate unwinds through it)."""
+
+    def beat() -> None:  # whole or not at all: written aside, then renamed into place
+        with open(path + ".tmp", "w") as pending:
+            pending.write(repr(time.time()))
+        os.replace(path + ".tmp", path)
+
     try:
         if kind == "cpu":
             end = time.monotonic() + 60
             next_beat = 0.0
             while time.monotonic() < end:
                 if time.monotonic() >= next_beat:
-                    with open(path, "w") as beat:
-                        beat.write(repr(time.time()))
+                    beat()
                     next_beat = time.monotonic() + 0.02
         else:
-            with open(path, "w") as beat:
-                beat.write(repr(time.time()))
+            beat()
             time.sleep(60)
         with open(path + ".after", "w") as after:
             after.write("ran to its end")

@@ -1,0 +1,152 @@
+"""Hear `revoke(terminate=True)` while the worker itself cannot.
+
+The gevent and eventlet pools read control commands in a greenlet, and solo reads them
+in the main thread between tasks: a task that never yields (on solo, any task) keeps
+them unread until it ends, so a stock `revoke --terminate` waits for the very task it
+should stop. The relay listens to the worker's broadcast (pidbox) exchange on a
+connection of its own, in an OS thread, and stops the running tasks a `revoke` with
+`terminate` names at once, through the pool's `terminate_job` (thread-safe: it cancels
+the job's scopes). It does nothing else. Celery's own handling of the same message
+follows in the worker as soon as the worker is free again: REVOKED stored, the message
+acknowledged, `task_revoked` sent, the reply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from .._context import os_thread_primitives
+
+logger = logging.getLogger("celery_timeouts.pools")
+
+_DRAIN_TIMEOUT = 1.0  # seconds between looks at the stop flag
+_RETRY_AFTER = 2.0  # after a connection error
+
+
+class ControlRelay:
+    """One worker's relay: started when the worker is ready, stopped with its pool."""
+
+    def __init__(self, app: Any, hostname: str, pool: Any) -> None:
+        self._app = app
+        self._hostname = hostname
+        self._pool = pool
+        self._stopping = threading.Event()
+        self.listening = threading.Event()  # set once its queue is bound (for tests)
+
+    def start(self) -> None:
+        # An OS thread even where threading is monkey-patched: a greenlet would wait for
+        # the very task it must stop.
+        start_new_thread, _ = os_thread_primitives()
+        start_new_thread(self._run, ())
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._listen()
+            except Exception:
+                if self._stopping.is_set():
+                    return
+                logger.warning(
+                    "celery-timeouts: the control relay lost its connection; retrying in "
+                    "%g s (revoke --terminate waits for the worker meanwhile)",
+                    _RETRY_AFTER, exc_info=True,
+                )
+                self._stopping.wait(_RETRY_AFTER)
+
+    def _listen(self) -> None:
+        from kombu.entity import Queue
+        from kombu.messaging import Consumer
+
+        mailbox = self._app.control.mailbox
+        # A queue of its own on the broadcast exchange: the worker's pidbox queue keeps
+        # getting every message too (fanout), and handles it as usual.
+        queue = Queue(  # type: ignore[no-untyped-call]
+            f"{self._hostname}.celery-timeouts.relay.{uuid.uuid4().hex[:12]}",
+            exchange=mailbox.exchange, durable=False, auto_delete=True,
+        )
+        with self._app.connection_for_read() as connection:
+            connection.ensure_connection(max_retries=3)
+            channel = connection.channel()
+            consumer = Consumer(  # type: ignore[no-untyped-call]
+                channel, [queue], callbacks=[self._on_message], accept=["json"],
+                no_ack=True,
+            )
+            with consumer:
+                self.listening.set()
+                while not self._stopping.is_set():
+                    with contextlib.suppress(TimeoutError):  # socket.timeout is one
+                        connection.drain_events(timeout=_DRAIN_TIMEOUT)
+
+    def _on_message(self, body: Any, message: Any) -> None:
+        try:
+            self._handle(body)
+        except Exception:  # never take the relay down
+            logger.exception("celery-timeouts: the control relay could not handle %r", body)
+
+    def _handle(self, body: Any) -> None:
+        if not isinstance(body, dict) or body.get("method") != "revoke":
+            return
+        arguments = body.get("arguments") or {}
+        if not arguments.get("terminate") or not self._addressed_to_us(body):
+            return
+        from celery.platforms import signals
+        from celery.worker import state
+
+        wanted = arguments.get("task_id")
+        ids = set(wanted) if isinstance(wanted, (list, tuple, set)) else {wanted}
+        signum = signals.signum(arguments.get("signal") or "TERM")
+        began = time.monotonic()
+        for request in list(state.active_requests):
+            if request.id in ids and request.time_start and request.worker_pid is not None:
+                self._pool.terminate_job(request.worker_pid, signum)
+                logger.info(
+                    "celery-timeouts: terminating task %s (signal %d) for a revoke heard "
+                    "while the worker is busy (%.3f s)",
+                    request.id, signum, time.monotonic() - began,
+                )
+
+    def _addressed_to_us(self, body: dict[str, Any]) -> bool:
+        destination = body.get("destination")
+        if destination:
+            return self._hostname in destination
+        pattern = body.get("pattern")
+        if pattern:
+            from kombu.matcher import match
+
+            return bool(match(self._hostname, pattern, body.get("matcher")))  # type: ignore[arg-type]
+        return True
+
+
+_relays: dict[int, ControlRelay] = {}
+
+
+def start_relay_for(consumer: Any) -> ControlRelay | None:
+    """`worker_ready` handler: a relay for the worker's pool, if it needs one."""
+    pool = getattr(consumer, "pool", None)
+    if not getattr(pool, "needs_control_relay", False):
+        return None
+    if not consumer.app.conf.worker_enable_remote_control:
+        return None
+    if not consumer.conninfo.supports_exchange_type("fanout"):
+        return None  # no broadcast here: no remote control either
+    relay = ControlRelay(consumer.app, consumer.hostname, pool)
+    previous = _relays.pop(id(pool), None)
+    if previous is not None:
+        previous.stop()
+    _relays[id(pool)] = relay
+    relay.start()
+    return relay
+
+
+def stop_relay_of(pool: Any) -> None:
+    relay = _relays.pop(id(pool), None)
+    if relay is not None:
+        relay.stop()
