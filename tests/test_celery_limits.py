@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -281,12 +282,13 @@ def exit_after(worker: RunningWorker, signum: int, bound: float) -> float:
     return time.monotonic() - began
 
 
-@pytest.mark.parametrize("pool", ["threads", "gevent", "eventlet"])
+@pytest.mark.parametrize("pool", ["threads", "gevent", "eventlet", "solo"])
 def test_inspect_active_answers_while_a_task_runs(pool: str, redis_url: str) -> None:
-    # worker_pid must be an int: `inspect active` replies are JSON.
+    # worker_pid must be an int: `inspect active` replies are JSON. Solo answers through
+    # its control relay while the task holds the main thread, and only once.
     broker = fresh_redis(redis_url)
     with start_worker(APP, pool, broker, concurrency=2, env=ENABLED) as worker:
-        running, _ = run_task(worker, "sleepy", 4, soft=None, hard=None)
+        running, _ = run_task(worker, "sleepy", 30, soft=None, hard=None)
         inspect = worker.app.control.inspect(destination=[worker.name], timeout=2)
 
         def listed() -> list[dict[str, Any]]:
@@ -295,12 +297,20 @@ def test_inspect_active_answers_while_a_task_runs(pool: str, redis_url: str) -> 
 
         (entry,) = wait_until(listed, 15, "the running task in `inspect active`")
         assert isinstance(entry["worker_pid"], int), entry
-        if pool != "threads":  # stock terminate_job kills the greenlet (threads: later)
-            replies = worker.app.control.revoke(
-                running.id, terminate=True, reply=True, destination=[worker.name]
-            )
-            assert replies and "ok" in next(iter(replies[0].values())), replies
-            wait_until(lambda: running.state == "REVOKED", 10, "REVOKED after terminate")
+        # A ping whose answers are collected across the task's end: one answer only.
+        pongs: list[Any] = []
+        pinging = threading.Thread(target=lambda: pongs.extend(
+            worker.app.control.ping(destination=[worker.name], timeout=4)
+        ))
+        pinging.start()
+        time.sleep(1)
+        replies = worker.app.control.revoke(
+            running.id, terminate=True, reply=True, timeout=3, destination=[worker.name]
+        )
+        assert replies and "ok" in next(iter(replies[0].values())), replies
+        wait_until(lambda: running.state == "REVOKED", 10, "REVOKED after terminate")
+        pinging.join()
+        assert pongs == [{worker.name: {"ok": "pong"}}], pongs
         assert worker.app.send_task(f"{APP}.add", args=[2, 3]).get(timeout=15) == 5
     log = worker.log_text()
     assert "EncodeError" not in log and "Unrecoverable error" not in log

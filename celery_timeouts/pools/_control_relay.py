@@ -6,13 +6,19 @@ them unread until it ends, so a stock `revoke --terminate` waits for the very ta
 should stop. The relay listens to the worker's broadcast (pidbox) exchange on a
 connection of its own, in an OS thread, and stops the running tasks a `revoke` with
 `terminate` names at once, through the pool's `terminate_job` (thread-safe: it cancels
-the job's scopes). It does nothing else. Celery's own handling of the same message
-follows in the worker as soon as the worker is free again: REVOKED stored, the message
-acknowledged, `task_revoked` sent, the reply.
+the job's scopes). Celery's own handling of the same message follows in the worker as
+soon as the worker is free again: REVOKED stored, the message acknowledged,
+`task_revoked` sent, the reply.
+
+While a solo worker runs a task, the relay also answers `ping` and `inspect active`
+with Celery's own handlers, and the worker's late answer to the same request is
+dropped. Only then: a `ping` answered by a side thread while the worker's loop is stuck
+elsewhere would fool the liveness checks people build on it.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import threading
@@ -26,17 +32,38 @@ logger = logging.getLogger("celery_timeouts.pools")
 
 _DRAIN_TIMEOUT = 1.0  # seconds between looks at the stop flag
 _RETRY_AFTER = 2.0  # after a connection error
+_ANSWERED_WHILE_BUSY = frozenset({"ping", "active"})
+_REMEMBERED_TICKETS = 1024
 
 
 class ControlRelay:
     """One worker's relay: started when the worker is ready, stopped with its pool."""
 
-    def __init__(self, app: Any, hostname: str, pool: Any) -> None:
+    def __init__(self, app: Any, hostname: str, pool: Any, node: Any = None) -> None:
         self._app = app
         self._hostname = hostname
         self._pool = pool
+        self._node = node  # the worker's pidbox node: its handlers, state and replies
+        self._channel: Any = None
         self._stopping = threading.Event()
         self.listening = threading.Event()  # set once its queue is bound (for tests)
+        # Tickets of requests the relay answered: the worker's own answer is dropped.
+        self._answered: collections.deque[str] = collections.deque(maxlen=_REMEMBERED_TICKETS)
+        if node is not None:
+            self._keep_the_worker_from_answering_twice(node)
+
+    def _keep_the_worker_from_answering_twice(self, node: Any) -> None:
+        reply = node.reply
+        answered = self._answered
+
+        def reply_unless_answered(
+            data: Any, exchange: Any, routing_key: Any, ticket: Any, **kwargs: Any
+        ) -> Any:
+            if ticket is not None and ticket in answered:
+                return None
+            return reply(data, exchange, routing_key, ticket, **kwargs)
+
+        node.reply = reply_unless_answered
 
     def start(self) -> None:
         # An OS thread even where threading is monkey-patched: a greenlet would wait for
@@ -74,7 +101,7 @@ class ControlRelay:
         )
         with self._app.connection_for_read() as connection:
             connection.ensure_connection(max_retries=3)
-            channel = connection.channel()
+            channel = self._channel = connection.channel()
             consumer = Consumer(  # type: ignore[no-untyped-call]
                 channel, [queue], callbacks=[self._on_message], accept=["json"],
                 no_ack=True,
@@ -92,7 +119,13 @@ class ControlRelay:
             logger.exception("celery-timeouts: the control relay could not handle %r", body)
 
     def _handle(self, body: Any) -> None:
-        if not isinstance(body, dict) or body.get("method") != "revoke":
+        if not isinstance(body, dict):
+            return
+        method = body.get("method")
+        if method in _ANSWERED_WHILE_BUSY:
+            self._answer_while_busy(method, body)
+            return
+        if method != "revoke":
             return
         arguments = body.get("arguments") or {}
         if not arguments.get("terminate") or not self._addressed_to_us(body):
@@ -105,13 +138,38 @@ class ControlRelay:
         signum = signals.signum(arguments.get("signal") or "TERM")
         began = time.monotonic()
         for request in list(state.active_requests):
-            if request.id in ids and request.time_start and request.worker_pid is not None:
-                self._pool.terminate_job(request.worker_pid, signum)
+            if (
+                request.id in ids and request.time_start and request.worker_pid is not None
+                # Only the job's scopes, which any thread may cancel: never the stock
+                # fallbacks of terminate_job (killing a greenlet), which only the hub's
+                # thread may run. A job that has just ended is left to Celery.
+                and self._pool.running_jobs.terminate(request.worker_pid, signum)
+            ):
                 logger.info(
                     "celery-timeouts: terminating task %s (signal %d) for a revoke heard "
                     "while the worker is busy (%.3f s)",
                     request.id, signum, time.monotonic() - began,
                 )
+
+    def _answer_while_busy(self, method: str, body: dict[str, Any]) -> None:
+        """Answer for a solo worker busy with a task, as the worker itself would."""
+        node = self._node
+        reply_to, ticket = body.get("reply_to"), body.get("ticket")
+        if (
+            node is None or not reply_to or not ticket
+            or not getattr(self._pool, "busy_with_a_task", False)
+            or not self._addressed_to_us(body)
+        ):
+            return
+        try:
+            reply = node.handle(method, body.get("arguments") or {})
+        except Exception as error:
+            reply = {"error": repr(error)}
+        self._answered.append(ticket)
+        node.mailbox._publish_reply(
+            {self._hostname: reply}, reply_to["exchange"], reply_to["routing_key"], ticket,
+            channel=self._channel, serializer=node.mailbox.serializer,
+        )
 
     def _addressed_to_us(self, body: dict[str, Any]) -> bool:
         destination = body.get("destination")
@@ -137,13 +195,23 @@ def start_relay_for(consumer: Any) -> ControlRelay | None:
         return None
     if not consumer.conninfo.supports_exchange_type("fanout"):
         return None  # no broadcast here: no remote control either
-    relay = ControlRelay(consumer.app, consumer.hostname, pool)
+    relay = ControlRelay(consumer.app, consumer.hostname, pool, _worker_node(consumer))
     previous = _relays.pop(id(pool), None)
     if previous is not None:
         previous.stop()
     _relays[id(pool)] = relay
     relay.start()
     return relay
+
+
+def _worker_node(consumer: Any) -> Any:
+    """The worker's own pidbox node (Celery's Control step), or None."""
+    steps = getattr(getattr(consumer, "blueprint", None), "steps", None) or {}
+    for step in steps.values():
+        node = getattr(getattr(step, "box", None), "node", None)
+        if node is not None:
+            return node
+    return None
 
 
 def stop_relay_of(pool: Any) -> None:

@@ -5,7 +5,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ._control_relay import stop_relay_of
 from ._limits import RunningJobs, run_job
+
+
+class GreenPoolControl:
+    """Mixed into the gevent and eventlet pools, before Celery's: stopping a task."""
+
+    needs_control_relay = True  # a task that never yields keeps the pidbox greenlet out
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.running_jobs = RunningJobs()
+
+    def terminate_job(self, pid: int, signal: int | None = None) -> None:
+        """Stop a running task, a CPU-bound one included (stock kills the greenlet,
+        which lands only where it yields); SIGUSR1 raises SoftTimeLimitExceeded."""
+        if not self.running_jobs.terminate(pid, signal):
+            super().terminate_job(pid, signal)  # type: ignore[misc]
+
+    def on_stop(self) -> None:
+        stop_relay_of(self)
+        super().on_stop()  # type: ignore[misc]
 
 
 def run_green_job(

@@ -7,31 +7,13 @@ from typing import Any
 
 from celery.concurrency import eventlet as stock
 
-from ._control_relay import stop_relay_of
-from ._green import GREEN_LIMITS_LOG, run_green_job
-from ._limits import RunningJobs, effective_limit, logger
+from ._green import GREEN_LIMITS_LOG, GreenPoolControl, run_green_job
+from ._limits import effective_limit, logger
 
 
-class TaskPool(stock.TaskPool):
+class TaskPool(GreenPoolControl, stock.TaskPool):
     """Celery's eventlet pool, with the soft limit raised in the task and the hard one
     ending it through Celery's own timeout callback."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._running = RunningJobs()
-
-    def terminate_job(self, pid: int, signal: int | None = None) -> None:
-        """Stop a running task, a CPU-bound one included (stock kills the green
-        thread, which lands only where it yields, and waits for it);
-        SIGUSR1 raises SoftTimeLimitExceeded."""
-        if not self._running.terminate(pid, signal):
-            super().terminate_job(pid, signal)
-
-    needs_control_relay = True  # see _control_relay
-
-    def on_stop(self) -> None:
-        stop_relay_of(self)
-        super().on_stop()
 
     def on_start(self) -> None:
         super().on_start()
@@ -57,6 +39,6 @@ class TaskPool(stock.TaskPool):
             run_green_job, target, args, kwargs, callback, accept_callback, self.getpid,
             soft=effective_limit(soft_timeout, self.options.get("soft_timeout")),
             hard=effective_limit(timeout, self.options.get("timeout")),
-            timeout_callback=timeout_callback, running=self._running,
+            timeout_callback=timeout_callback, running=self.running_jobs,
         )
         self._add_to_pool_map(id(greenlet), greenlet)

@@ -21,12 +21,18 @@ class TaskPool(stock.TaskPool):
         self.on_apply = self._apply_with_limits  # the stock pool assigns apply_target here
         self._soft_default: float | None = self.options.get("soft_timeout")
         self._hard_default: float | None = self.options.get("timeout")
-        self._running = RunningJobs()
+        self.running_jobs = RunningJobs()
+
+    @property
+    def busy_with_a_task(self) -> bool:
+        """A task holds the main thread: the control relay answers `ping` and
+        `inspect active` for the worker (see _control_relay)."""
+        return len(self.running_jobs) > 0
 
     def terminate_job(self, pid: int, signal: int | None = None) -> None:
         """Stop the running task (stock solo cannot); SIGUSR1 raises
         SoftTimeLimitExceeded in it."""
-        self._running.terminate(pid, signal)
+        self.running_jobs.terminate(pid, signal)
 
     needs_control_relay = True  # see _control_relay
 
@@ -63,5 +69,5 @@ class TaskPool(stock.TaskPool):
             target, args, kwargs, callback, accept_callback, os.getpid(),
             soft=effective_limit(soft_timeout, self._soft_default),
             hard=effective_limit(timeout, self._hard_default),
-            timeout_callback=timeout_callback, running=self._running,
+            timeout_callback=timeout_callback, running=self.running_jobs,
         )

@@ -162,7 +162,7 @@ class _Worker(threading.Thread):
                 job.target, job.args, job.kwargs, job.once(job.callback),
                 job.accept_callback, self.native_id, soft=job.soft, hard=job.hard,
                 timeout_callback=job.once_hard(job.timeout_callback),
-                running=self.pool._running,
+                running=self.pool.running_jobs,
             )
         except BaseException as error:  # a task must never take a pool thread down
             logger.exception("celery-timeouts: job %s failed in the pool", job.task_id)
@@ -197,7 +197,7 @@ class TaskPool(stock.TaskPool):
         self._stopping = False  # stopped: the stuck-thread check ends
         self._names = itertools.count(1)
         self._watchdog = shared_watchdog()
-        self._running = RunningJobs()
+        self.running_jobs = RunningJobs()
         self._soft_default: float | None = self.options.get("soft_timeout")
         self._hard_default: float | None = self.options.get("timeout")
 
@@ -270,7 +270,7 @@ class TaskPool(stock.TaskPool):
         `worker_pid`): SIGUSR1 raises SoftTimeLimitExceeded in it, any other signal
         unwinds it as the hard limit does. A thread that does not come back (stuck in
         C) is abandoned and replaced after the grace, as past a hard limit."""
-        if not self._running.terminate(pid, signal):
+        if not self.running_jobs.terminate(pid, signal):
             return
         with self._lock:
             job = next(

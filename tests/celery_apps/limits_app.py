@@ -222,7 +222,7 @@ def heartbeat(path: str, kind: str) -> str:
         return "finished"
     finally:
         with open(path + ".finally", "w") as done:
-            done.write("unwound")
+            done.write(repr(time.time()))  # when it unwound
 
 
 @app.task
