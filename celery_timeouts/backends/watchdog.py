@@ -20,6 +20,7 @@ import functools
 import heapq
 import itertools
 import logging
+import math
 import os
 import sys
 import threading
@@ -120,6 +121,10 @@ class WatchdogBackend(Backend):
         # which is _enter <- it); dropped on disarm, so the scope and that frame do not
         # keep each other alive.
         scope._entry_frame = sys._getframe(2) if _INSTRUCTION_DELIVERY else None
+        if scope._deadline == math.inf:
+            # No limit (yet): nothing to wait for, and no thread to start until
+            # reschedule() gives it a deadline.
+            return
         entry = (scope._deadline, next(self._sequence), scope)
         with self._lock:
             heapq.heappush(self._heap, entry)
