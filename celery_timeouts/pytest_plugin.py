@@ -15,6 +15,10 @@ Where the limit comes from, first match wins:
 
 In 2-4, `0` means no limit.
 
+A test paused in pytest's debugger (`breakpoint()`, `pdb.set_trace()`, `--pdb`,
+`--trace`) is not failed meanwhile: its limit is suspended while the debugger has it and
+resumes, with what was left, when it continues.
+
 What the limit covers: by default the test function only (`portable_timeout_func_only`
 true, as pytest-timeout's `timeout_func_only`); with `portable_timeout_func_only =
 false` (ini) or `@pytest.mark.portable_timeout(seconds, func_only=False)`, one budget
@@ -33,6 +37,7 @@ from types import TracebackType
 import pytest
 
 from . import portable_timeout
+from ._current import ScopeState
 from ._scope import TimeoutScope
 from ._validation import validate_seconds
 from .exceptions import TaskTimeout
@@ -163,7 +168,11 @@ def _limited(
     seconds = budget.seconds if budget is not None else scope.seconds
     try:
         with scope:
-            return (yield)
+            _running.append((scope, budget))
+            try:
+                return (yield)
+            finally:
+                _running.remove((scope, budget))
     except TaskTimeout as timeout:
         if not scope.fired:
             raise  # the test's own TaskTimeout, not its limit
@@ -176,6 +185,35 @@ def _limited(
             seconds,
             scope.backend,
         ).with_traceback(timeout.__traceback__) from None
+
+
+# The scopes of the phase that runs now (one test at a time per process), and what was
+# left of each while pytest's debugger holds the test.
+_running: list[tuple[TimeoutScope, _Budget | None]] = []
+_paused: list[tuple[TimeoutScope, _Budget | None, float, float]] = []
+
+
+def pytest_enter_pdb(config: pytest.Config, pdb: object) -> None:
+    """pytest's debugger takes the test: suspend its limit (pytest-timeout does too)."""
+    for scope, budget in _running:
+        left = scope.remaining()
+        if scope.state is not ScopeState.ACTIVE or scope.fired or left is None:
+            continue
+        try:
+            scope.reschedule(None)
+        except RuntimeError:
+            continue  # it fired meanwhile
+        _paused.append((scope, budget, left, time.monotonic()))
+
+
+def pytest_leave_pdb(config: pytest.Config, pdb: object) -> None:
+    """The test goes on: what was left of its limit counts again."""
+    while _paused:
+        scope, budget, left, since = _paused.pop()
+        if budget is not None:
+            budget.deadline += time.monotonic() - since
+        if scope.state is ScopeState.ACTIVE and not scope.fired:
+            scope.reschedule(time.monotonic() + left)
 
 
 @pytest.fixture

@@ -148,3 +148,42 @@ def test_interrupt_blocking_is_an_option_of_enable_time_limits(
         finally:
             pool.on_stop()
         assert not blocking.is_patched()  # the pool puts back what it patched
+
+
+def test_revoke_terminate_ends_blocked_calls_and_kills_the_child(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """No limits at all: `revoke --terminate` alone reaches a thread blocked in a socket
+    read, a queue and a child process, and kills that child."""
+    from celery_harness import redis_broker_at, redis_command
+
+    assert redis_command(int(redis_url.rsplit(":", 1)[1]), "FLUSHALL") == b"+OK"
+    pids = tmp_path / "children.pids"
+    kinds = ("socket", "queue", "subprocess")
+    try:
+        with silent_server() as port, start_worker(
+            APP, "threads", redis_broker_at(redis_url), concurrency=len(kinds), env=ENABLED
+        ) as worker:
+            jobs = {
+                kind: run_task(worker, "blocked", kind, port, str(pids), soft=None, hard=None)
+                for kind in kinds
+            }
+            end = time.monotonic() + 20
+            while not _pids(pids) and time.monotonic() < end:
+                time.sleep(0.1)
+            time.sleep(1)  # every task is in its call by now
+            started = time.monotonic()
+            for result, _ in jobs.values():
+                worker.app.control.revoke(result.id, terminate=True)
+            for kind, (result, _) in jobs.items():
+                while result.state != "REVOKED" and time.monotonic() - started < 10:
+                    time.sleep(0.05)
+                assert result.state == "REVOKED", (kind, result.state, repr(result.result))
+            still_running = _gone_within(_pids(pids), 5)
+            assert worker.app.send_task(f"{APP}.add", args=[1, 2]).get(timeout=30) == 3
+            stats = worker.app.control.inspect(destination=[worker.name], timeout=5).stats()
+    finally:
+        _kill_leftovers(_pids(pids))
+    assert len(_pids(pids)) == 1
+    assert still_running == [], "terminate left the task's child process running"
+    assert stats[worker.name]["pool"]["abandoned-threads-total"] == 0, stats

@@ -370,15 +370,27 @@ def test_revoke_terminate_stops_a_running_task(
     """A CPU loop that never yields and one long sleep: both stop within 1 s of the
     revoke, end REVOKED, unwind through their `finally:`, and the slot serves on."""
     broker = fresh_redis(redis_url)
-    with start_worker(APP, pool, broker, concurrency=2, env=ENABLED) as worker:
+    revoked_file = tmp_path / "revoked.txt"
+    env = {**ENABLED, "CT_REVOKED_FILE": str(revoked_file),
+           "CT_STACKS_FILE": str(tmp_path / "stacks.txt")}
+    ids = []
+    with start_worker(APP, pool, broker, concurrency=2, env=env) as worker:
         for kind in ("cpu", "sleep"):
             beat = tmp_path / f"{pool}-{kind}.beat"
             running, _ = run_task(worker, "heartbeat", str(beat), kind, soft=None, hard=None)
+            ids.append(running.id)
             wait_until(beat.exists, 20, f"the {kind} task running")
             time.sleep(0.3)
             revoked_at = time.time()
             worker.app.control.revoke(running.id, terminate=True, destination=[worker.name])
-            wait_until(lambda r=running: r.state == "REVOKED", 10, f"{kind}: REVOKED")
+            try:
+                wait_until(lambda r=running: r.state == "REVOKED", 10, f"{kind}: REVOKED")
+            except BaseException:
+                os.kill(worker.pid, signal.SIGUSR2)
+                time.sleep(1)
+                print(worker.log_text()[-6000:])
+                print((tmp_path / "stacks.txt").read_text())
+                raise
             wait_until(Path(f"{beat}.finally").exists, 10, f"{kind}: unwound")
             last_beat = float(beat.read_text())
             time.sleep(0.5)
@@ -389,6 +401,10 @@ def test_revoke_terminate_stops_a_running_task(
             assert worker.app.send_task(f"{APP}.add", args=[2, 3]).get(timeout=15) == 5
         log = worker.log_text()
     assert "terminated (signal 15)" in log, log[-3000:]
+    # task_revoked, once per task, saying it was terminated by SIGTERM.
+    assert sorted(revoked_file.read_text().splitlines()) == sorted(
+        f"{task_id} True {int(signal.SIGTERM)}" for task_id in ids
+    )
     assert "Hard time limit" not in log and "Unrecoverable error" not in log
 
 

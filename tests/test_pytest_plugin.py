@@ -293,3 +293,38 @@ def test_works_under_xdist(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(["*TestTimeout: test exceeded its 0.3 s timeout*"])
     assert result.duration < 60
+
+
+PAUSED_TESTS = """
+import time
+import pytest
+
+@pytest.mark.portable_timeout(0.5)
+def test_paused_then_quick():
+    started = time.monotonic()
+    breakpoint()  # the debugger holds the test 1.5 s: not counted
+    time.sleep(0.2)
+    assert time.monotonic() - started >= 1.5
+
+@pytest.mark.portable_timeout(0.5, func_only=False)
+def test_paused_then_slow():
+    breakpoint()
+    time.sleep(5)  # what was left of the limit still ends it
+"""
+
+
+def test_a_test_paused_in_the_debugger_is_not_failed_meanwhile(
+    pytester: pytest.Pytester,
+) -> None:
+    path = pytester.makepyfile(test_paused=PAUSED_TESTS)
+    # Each breakpoint: 1.5 s "in the debugger", then continue.
+    commands = b"import time; time.sleep(1.5)\ncontinue\n" * 2
+    result = pytester.run(
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "-rA", str(path),
+        stdin=commands, timeout=120,
+    )
+    result.stdout.fnmatch_lines([
+        "PASSED test_paused.py::test_paused_then_quick",
+        "FAILED test_paused.py::test_paused_then_slow*",
+    ])
+    result.stdout.fnmatch_lines(["*TestTimeout: test exceeded its 0.5 s timeout*"])

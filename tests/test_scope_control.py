@@ -215,3 +215,23 @@ def test_green_scopes_are_cancelled_from_os_threads_and_greenlets(library: str) 
         cancelled, seconds = report[name]
         assert cancelled is True and 0.19 <= seconds < 0.2 + SLACK, report
         assert report[f"os_thread_{name}"] == "ok", report
+
+
+def test_connect_and_sendall_in_a_scope_without_a_limit_work_as_stock() -> None:
+    """Calls that cannot be cut in rounds wait as stock when there is no deadline."""
+    import socket
+
+    server = socket.create_server(("127.0.0.1", 0))
+    blocking.patch()
+    try:
+        def body() -> bytes:
+            with portable_timeout(None), socket.create_connection(server.getsockname()) as sock:
+                sock.sendall(b"x" * 1000)
+                peer, _ = server.accept()
+                with peer:
+                    return peer.recv(10)
+
+        assert run_in_thread(body) == b"x" * 10
+    finally:
+        blocking.unpatch()
+        server.close()

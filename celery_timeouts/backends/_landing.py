@@ -51,9 +51,6 @@ def _loop_closing_jumps(code: CodeType) -> frozenset[int]:
 # Python 3.13 delivers an asynchronous exception at the thread's next check, not where
 # the thread was interrupted (cpython#139622).
 _DELIVERED_AT_NEXT_CHECK = sys.version_info >= (3, 13)
-# Python 3.13 delivers an asynchronous exception at the thread's next check, not where
-# the thread was interrupted (cpython#139622).
-_DELIVERED_AT_NEXT_CHECK = sys.version_info >= (3, 13)
 _INSTRUCTION_DELIVERY = MECHANISMS.instruction_delivery  # 3.12, 3.13 (see _interpreter)
 
 

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._context import eventlet_context
+from .._context import eventlet_context, os_lock
 from .._current import ScopeState
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import protected
@@ -124,7 +124,7 @@ class _HubWaker:
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
         self._moved: list[TimeoutScope] = []
-        self._lock = threading.Lock()
+        self._lock = os_lock()  # taken by other OS threads: never eventlet's green lock
         hub.add(hub.READ, self._read, self._woken, _ignore, _ignore)
 
     def restart(self, scope: TimeoutScope) -> None:

@@ -20,7 +20,7 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from .._context import is_main_thread, signal_unavailable_reason
+from .._context import is_main_thread, os_lock, signal_unavailable_reason
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import at_handler_hole, in_protected_code, protected
 from .base import Backend
@@ -56,7 +56,7 @@ class SignalBackend(Backend):
         # thread to look: how many such signals are on their way, and the lock that
         # keeps one from reaching a handler the outermost exit puts back.
         self._pokes = 0
-        self._poke_lock = threading.Lock()
+        self._poke_lock = os_lock()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_in_child)
 

@@ -117,7 +117,12 @@ def until_deadline(
                 result = wait(alarm if end is None else min(alarm, end - now))
                 if result is not TIMED_OUT:
                     return result
-        elif end is not None and end - now <= left and end - now <= recheck:
+        elif (end is not None and end - now <= left and end - now <= recheck) or (
+            left == math.inf and not resumable
+        ):
+            # The caller's own timeout comes first; or there is no deadline (yet), and a
+            # call that cannot be cut in rounds waits as stock (a later cancel() or
+            # reschedule() reaches the thread once it returns).
             return stock(own)
         else:
             bound = left if left < recheck else recheck

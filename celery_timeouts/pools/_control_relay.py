@@ -21,12 +21,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import threading
+import os
+import sys
 import time
 import uuid
 from typing import Any
 
-from .._context import os_thread_primitives
+from .._context import is_green_patched, os_thread_primitives
 
 logger = logging.getLogger("celery_timeouts.pools")
 
@@ -45,8 +46,9 @@ class ControlRelay:
         self._pool = pool
         self._node = node  # the worker's pidbox node: its handlers, state and replies
         self._channel: Any = None
-        self._stopping = threading.Event()
-        self.listening = threading.Event()  # set once its queue is bound (for tests)
+        # A plain flag, read by the relay's OS thread: in a monkey-patched process a
+        # threading.Event belongs to the main thread's hub.
+        self._stopping = False
         # Tickets of requests the relay answered: the worker's own answer is dropped.
         self._answered: collections.deque[str] = collections.deque(maxlen=_REMEMBERED_TICKETS)
         if node is not None:
@@ -72,21 +74,22 @@ class ControlRelay:
         start_new_thread(self._run, ())
 
     def stop(self) -> None:
-        self._stopping.set()
+        self._stopping = True
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
+        while not self._stopping:
             try:
                 self._listen()
-            except Exception:
-                if self._stopping.is_set():
+            except Exception as error:
+                if self._stopping:
                     return
-                logger.warning(
-                    "celery-timeouts: the control relay lost its connection; retrying in "
-                    "%g s (revoke --terminate waits for the worker meanwhile)",
-                    _RETRY_AFTER, exc_info=True,
+                _say(
+                    logging.WARNING,
+                    "celery-timeouts: the control relay lost its connection (%r); retrying "
+                    "in %g s (revoke --terminate waits for the worker meanwhile)",
+                    error, _RETRY_AFTER,
                 )
-                self._stopping.wait(_RETRY_AFTER)
+                time.sleep(_RETRY_AFTER)  # this thread's own (hub's) sleep where patched
 
     def _listen(self) -> None:
         from kombu.entity import Queue
@@ -107,16 +110,18 @@ class ControlRelay:
                 no_ack=True,
             )
             with consumer:
-                self.listening.set()
-                while not self._stopping.is_set():
+                while not self._stopping:
                     with contextlib.suppress(TimeoutError):  # socket.timeout is one
                         connection.drain_events(timeout=_DRAIN_TIMEOUT)
 
     def _on_message(self, body: Any, message: Any) -> None:
         try:
             self._handle(body)
-        except Exception:  # never take the relay down
-            logger.exception("celery-timeouts: the control relay could not handle %r", body)
+        except Exception as error:  # never take the relay down
+            _say(
+                logging.ERROR, "celery-timeouts: the control relay could not handle %r: %r",
+                body, error,
+            )
 
     def _handle(self, body: Any) -> None:
         if not isinstance(body, dict):
@@ -145,7 +150,8 @@ class ControlRelay:
                 # thread may run. A job that has just ended is left to Celery.
                 and self._pool.running_jobs.terminate(request.worker_pid, signum)
             ):
-                logger.info(
+                _say(
+                    logging.INFO,
                     "celery-timeouts: terminating task %s (signal %d) for a revoke heard "
                     "while the worker is busy (%.3f s)",
                     request.id, signum, time.monotonic() - began,
@@ -183,6 +189,32 @@ class ControlRelay:
         return True
 
 
+def _say(level: int, message: str, *args: object) -> None:
+    """Log from the relay's thread. In a gevent or eventlet process, logging's locks
+    are the main hub's green locks, which another OS thread must never take (eventlet:
+    "Cannot switch to a different thread", and the hub stalls): the record goes to the
+    main hub's thread (gevent), or straight to stderr (eventlet)."""
+    if not is_green_patched():
+        logger.log(level, message, *args)
+        return
+    hub = _main_hub
+    if hub is not None:
+        hub.loop.run_callback_threadsafe(logger.log, level, message, *args)
+        return
+    line = f"[{logging.getLevelName(level)}] {message % args}\n".encode(errors="replace")
+    with contextlib.suppress(OSError):
+        _original_os_write(2, line)
+
+
+_main_hub: Any = None  # the main thread's gevent hub, noted when the relay starts
+
+
+def _original_os_write(fd: int, data: bytes) -> int:
+    patcher = sys.modules.get("eventlet.patcher")
+    write = patcher.original("os").write if patcher is not None else os.write
+    return int(write(fd, data))
+
+
 _relays: dict[int, ControlRelay] = {}
 
 
@@ -195,6 +227,10 @@ def start_relay_for(consumer: Any) -> ControlRelay | None:
         return None
     if not consumer.conninfo.supports_exchange_type("fanout"):
         return None  # no broadcast here: no remote control either
+    global _main_hub
+    gevent_hub = sys.modules.get("gevent.hub")
+    if gevent_hub is not None and is_green_patched():
+        _main_hub = gevent_hub.get_hub()  # here, in the main thread
     relay = ControlRelay(consumer.app, consumer.hostname, pool, _worker_node(consumer))
     previous = _relays.pop(id(pool), None)
     if previous is not None:

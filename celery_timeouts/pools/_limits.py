@@ -21,7 +21,6 @@ import logging
 import math
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from types import CodeType
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 from celery.concurrency.base import apply_target
 from celery.exceptions import SoftTimeLimitExceeded
 
+from .._context import os_lock
 from .._scope import TimeoutScope
 from .._validation import MAX_SECONDS
 from ._final import FinalScope
@@ -97,7 +97,9 @@ class RunningJobs:
 
     def __init__(self) -> None:
         self._jobs: dict[int, RunningJob] = {}
-        self._lock = threading.Lock()
+        # An OS lock: the control relay's OS thread takes it too, in processes where
+        # threading.Lock is a greenlet lock.
+        self._lock = os_lock()
 
     def add(self, pid: int, job: RunningJob) -> None:
         with self._lock:

@@ -33,6 +33,23 @@ if os.environ.get("CT_ENABLE_LIMITS") == "1":
     )
 
 
+if os.environ.get("CT_STACKS_FILE"):  # SIGUSR2 writes every thread's stack there
+    import faulthandler
+    import signal as _signal
+
+    _stacks = open(os.environ["CT_STACKS_FILE"], "w")  # noqa: SIM115 (for the process's life)
+    faulthandler.register(_signal.SIGUSR2, file=_stacks, all_threads=True)
+
+if os.environ.get("CT_REVOKED_FILE"):
+    from celery import signals
+
+    @signals.task_revoked.connect(weak=False)
+    def _note_revoked(request=None, terminated=None, signum=None, **_):  # type: ignore[no-untyped-def]
+        """One line per `task_revoked` signal: task id, terminated, signal number."""
+        with open(os.environ["CT_REVOKED_FILE"], "a") as revoked:
+            revoked.write(f"{request.id} {terminated} {int(signum or 0)}\n")
+
+
 def _pause(seconds: float) -> None:
     """A short blocking sleep: the real time.sleep, or the hub's under gevent/eventlet."""
     time.sleep(seconds)
