@@ -231,29 +231,20 @@ class GreenGuard:
         watchdog = self._watchdog
         if watchdog is None:
             return
-        lock = watchdog._lock
-        if not lock.acquire(False):
-            return  # the watchdog is busy: the next tick tries again
-        try:
-            deliveries = watchdog._next_instruction
-            thread_id = native_thread_id()
-            if deliveries.busy_with_another(thread_id, target) or not deliveries.available():
-                return
-            target._fire_attempts = 1  # its disarm withdraws the delivery (`withdraw`)
-            deliveries.watch(
-                thread_id, target, frame, frame,
-                functools.partial(_fire, target), functools.partial(_runs_here, target),
-            )
-        finally:
-            lock.release()
+        # Its disarm withdraws the delivery (`withdraw`). Not waiting for the watchdog's
+        # lock: this runs in a signal handler; when busy, the next tick tries again.
+        if watchdog.watch_next_instruction(
+            native_thread_id(), target, frame,
+            functools.partial(_fire, target), functools.partial(_runs_here, target),
+        ):
+            target._fire_attempts = 1
 
     @protected
     def withdraw(self, scope: TimeoutScope) -> None:
         """Called on disarm for a scope given to `_deliver_next_instruction`."""
         watchdog = self._watchdog
         if watchdog is not None:
-            with watchdog._lock:
-                watchdog._next_instruction.withdraw(self._main_thread_id, scope)
+            watchdog.withdraw_next_instruction(self._main_thread_id, scope)
 
     def _after_fork_in_child(self) -> None:
         # Nothing that takes the watchdog's lock here: this may run before the watchdog

@@ -323,6 +323,35 @@ class WatchdogBackend(Backend):
         """Cancel a callback or withdraw a delivery; a no-op once it ran or landed."""
         self.disarm(item)
 
+    def watch_next_instruction(
+        self,
+        thread_id: int,
+        scope: TimeoutScope,
+        frame: FrameType,
+        fire: Callable[[], BaseException],
+        runs_here: Callable[[], bool],
+    ) -> bool:
+        """Have `fire()` raised at thread `thread_id`'s next safe instruction, from
+        `frame` out (3.12+, `instruction_events`), for the green guard, which has no
+        injection of its own. False, asking nothing, when the lock is busy, another
+        delivery is pending there or sys.monitoring has no tool id: try again later."""
+        if not self._lock.acquire(False):
+            return False
+        try:
+            deliveries = self._next_instruction
+            if deliveries.busy_with_another(thread_id, scope) or not deliveries.available():
+                return False
+            deliveries.watch(thread_id, scope, frame, frame, fire, runs_here)
+            return True
+        finally:
+            self._lock.release()
+
+    @protected
+    def withdraw_next_instruction(self, thread_id: int, scope: TimeoutScope) -> None:
+        """Withdraw what `watch_next_instruction` asked for, unless it landed already."""
+        with self._lock:
+            self._next_instruction.withdraw(thread_id, scope)
+
     def _push(self, item: Callback | Delivery) -> None:
         entry: tuple[float, int, _Timed] = (item._deadline, next(self._sequence), item)
         with self._lock:
