@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import numbers
 import time
 from collections.abc import Callable
 from contextvars import Token
@@ -25,9 +24,9 @@ from ._on_timeout import OnTimeout, drop, innermost_with_limit, not_active, regi
 from ._on_timeout import run_deadline_callbacks as _run_deadline_callbacks
 from ._unwind import ScopeTimeout, exit_entry, protected
 from ._validation import (
-    MAX_SECONDS,
     validate_backend,
     validate_catchable,
+    validate_deadline,
     validate_exception,
     validate_seconds,
 )
@@ -169,7 +168,7 @@ class TimeoutScope:
         is not active or its timeout was already delivered, TypeError/ValueError for a
         deadline that is not a number (or is NaN).
         """
-        when = _validate_deadline(deadline)
+        when = validate_deadline(deadline)
         if self._state is not _ACTIVE:
             raise RuntimeError(
                 f"reschedule() needs an active scope, and {self!r} is not: call it inside "
@@ -471,29 +470,6 @@ def _resolve_if_possible(requested: str, coroutine: bool) -> Backend | None:
     except (BackendUnavailable, ValueError):
         return None
 
-
-def _validate_deadline(deadline: object) -> float:
-    """A deadline for reschedule(): a finite time.monotonic() time, or math.inf for None."""
-    if deadline is None:
-        return math.inf
-    if isinstance(deadline, bool) or not isinstance(deadline, numbers.Real):
-        raise TypeError(
-            f"reschedule() takes a time.monotonic() time or None, got {deadline!r} of "
-            f"type {type(deadline).__name__}; pass e.g. time.monotonic() + 5"
-        )
-    try:
-        when = float(deadline)
-    except OverflowError:
-        when = math.inf if deadline > 0 else -math.inf  # type: ignore[operator]
-    if math.isnan(when):
-        raise ValueError(
-            f"reschedule() takes a time.monotonic() time or None, got {deadline!r}; "
-            f"pass e.g. time.monotonic() + 5, or None for no limit"
-        )
-    if when == math.inf:
-        return when
-    # Timers count at most MAX_SECONDS ahead: further is no practical limit.
-    return max(min(when, _monotonic() + MAX_SECONDS), -MAX_SECONDS)
 
 
 def on_timeout(callback: Callable[..., object], *args: Any) -> OnTimeout:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 
 from .exceptions import TaskTimeout
 
@@ -43,6 +44,30 @@ def validate_seconds(seconds: object, origin: str = "seconds") -> float | None:
     if value <= 0:
         _negative(seconds, origin)
     return min(value, MAX_SECONDS)
+
+
+def validate_deadline(deadline: object) -> float:
+    """A deadline for reschedule(): a finite time.monotonic() time, or math.inf for None."""
+    if deadline is None:
+        return math.inf
+    if isinstance(deadline, bool) or not isinstance(deadline, numbers.Real):
+        raise TypeError(
+            f"reschedule() takes a time.monotonic() time or None, got {deadline!r} of "
+            f"type {type(deadline).__name__}; pass e.g. time.monotonic() + 5"
+        )
+    try:
+        when = float(deadline)
+    except OverflowError:
+        when = math.inf if deadline > 0 else -math.inf  # type: ignore[operator]
+    if math.isnan(when):
+        raise ValueError(
+            f"reschedule() takes a time.monotonic() time or None, got {deadline!r}; "
+            f"pass e.g. time.monotonic() + 5, or None for no limit"
+        )
+    if when == math.inf:
+        return when
+    # Timers count at most MAX_SECONDS ahead: further is no practical limit.
+    return max(min(when, time.monotonic() + MAX_SECONDS), -MAX_SECONDS)
 
 
 def _negative(seconds: object, origin: str) -> float:

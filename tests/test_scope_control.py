@@ -235,3 +235,36 @@ def test_connect_and_sendall_in_a_scope_without_a_limit_work_as_stock() -> None:
     finally:
         blocking.unpatch()
         server.close()
+
+
+def test_cancels_racing_the_exit_never_leak_from_a_worker_thread() -> None:
+    """Thread backend: cancel() from another thread at every moment around the end of
+    the body; the timeout is raised by the scope or not at all, never outside it."""
+    from celery_timeouts._unwind import ScopeTimeout
+
+    def rounds() -> dict[str, int]:
+        counts = {"cancelled": 0, "finished": 0, "leaked": 0}
+        for index in range(600):
+            scope = portable_timeout(30)
+            delay = 0.0002 * (index % 9)
+            canceller = threading.Timer(delay, scope.cancel)
+            try:
+                with scope:
+                    canceller.start()
+                    end = time.monotonic() + 0.0002 * (index % 7)
+                    while time.monotonic() < end:
+                        pass
+                counts["finished"] += 1
+            except TaskTimeout:
+                counts["cancelled"] += 1
+            canceller.join()
+            try:
+                for _ in range(50):  # checkpoints where a leaked timeout would surface
+                    time.sleep(0)
+            except ScopeTimeout:
+                counts["leaked"] += 1
+        return counts
+
+    counts = run_in_thread(rounds)
+    assert counts["leaked"] == 0, counts
+    assert counts["cancelled"] > 0 and counts["finished"] > 0, counts
