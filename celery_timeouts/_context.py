@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -37,11 +38,17 @@ def _os_thread_function(name: str) -> Any:
     function = getattr(_thread, name)
     gevent_monkey = sys.modules.get("gevent.monkey")
     if gevent_monkey is not None:
-        function = gevent_monkey.get_original("_thread", name)
+        function = _if_builtin(gevent_monkey.get_original("_thread", name), function)
     eventlet_patcher = sys.modules.get("eventlet.patcher")
     if eventlet_patcher is not None:
-        function = getattr(eventlet_patcher.original("_thread"), name)
+        function = _if_builtin(getattr(eventlet_patcher.original("_thread"), name), function)
     return function
+
+
+def _if_builtin(original: Any, otherwise: Any) -> Any:
+    """`original` if it is the C function the OS thread module has (never a stand-in,
+    such as a test's mock of gevent), else `otherwise`."""
+    return original if isinstance(original, types.BuiltinFunctionType) else otherwise
 
 
 def os_thread_primitives() -> tuple[Callable[..., int], Callable[[], Any]]:
