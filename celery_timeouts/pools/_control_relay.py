@@ -24,7 +24,6 @@ import logging
 import os
 import sys
 import time
-import uuid
 from typing import Any
 
 from .._context import is_green_patched, os_thread_primitives
@@ -97,9 +96,12 @@ class ControlRelay:
 
         mailbox = self._app.control.mailbox
         # A queue of its own on the broadcast exchange: the worker's pidbox queue keeps
-        # getting every message too (fanout), and handles it as usual.
+        # getting every message too (fanout), and handles it as usual. Named after the
+        # node, as Celery names its pidbox queue, so that restarts of a worker do not
+        # leave one binding each behind (the filesystem transport copies every
+        # broadcast into every bound queue).
         queue = Queue(  # type: ignore[no-untyped-call]
-            f"{self._hostname}.celery-timeouts.relay.{uuid.uuid4().hex[:12]}",
+            f"{self._hostname}.celery-timeouts.relay",
             exchange=mailbox.exchange, durable=False, auto_delete=True,
         )
         with self._app.connection_for_read() as connection:
