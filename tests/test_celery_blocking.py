@@ -110,7 +110,9 @@ def test_limits_reach_tasks_blocked_in_the_calls_users_write(
         assert isinstance(got.result, TimeLimitExceeded), (kind, got)
         assert HARD - 0.1 <= got.seconds < HARD + LATE, (kind, got)
     assert len(_pids(hard_pids)) == 2  # the child of each call of blocked_twice
-    assert still_running == [], "the hard limit left its task's child processes running"
+    assert still_running == [], (
+        "the hard limit left its task's child processes running", pool_stats, log[-6000:]
+    )
     assert pool_stats["abandoned-threads-total"] == 0, pool_stats
     assert pool_stats["threads"] == 2 * len(KINDS), pool_stats
     # Where each task was when its hard limit ended it, innermost last, with its id.
