@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._context import is_green_patched, native_thread_id, os_lock, os_thread_primitives
 from .._interpreter import MECHANISMS, warn_once_if_unverified
@@ -41,6 +41,7 @@ from ..exceptions import BackendUnavailable
 from ._landing import AT_NEXT_INSTRUCTION as _AT_NEXT_INSTRUCTION
 from ._landing import LATER as _LATER
 from ._landing import landing as _landing
+from ._watched import Callback, Delivery, Wakeup
 from .base import Backend
 from .instruction_events import InstructionDelivery
 
@@ -79,7 +80,6 @@ if _INJECTION_REFUSED is None:
 _INSTRUCTION_DELIVERY = MECHANISMS.instruction_delivery
 _RETRY_DELAYS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 _SPIN_LIMIT = 0.001  # a residual wait this short is spun out, holding on to the GIL
-_WAIT_MAX = min(threading.TIMEOUT_MAX, 3600.0)
 _COMPACT_MIN = 256  # rebuild the heap once this many entries are cancelled...
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class WatchdogBackend(Backend):
         # OS locks, and below an OS thread, even in a gevent/eventlet-patched process:
         # the green guard relies on the watchdog running while a greenlet hogs the CPU.
         self._lock = os_lock()
-        self._wakeup = _Wakeup(self._lock)
+        self._wakeup = Wakeup(self._lock)
         self._heap: list[tuple[float, int, _Timed]] = []
         self._sequence = itertools.count()
         self._cancelled = 0
@@ -448,72 +448,9 @@ def shared_watchdog() -> WatchdogBackend:
     return _shared
 
 
-class _Wakeup:
-    """`threading.Condition`'s wait/notify for the watchdog, on OS locks only.
-
-    `lock` is held by whoever calls `wait` or `notify`. The bell is a lock kept acquired
-    while no notification is pending; `notify` releases it, `wait` acquires it back.
-    """
-
-    __slots__ = ("_bell", "_lock")
-
-    def __init__(self, lock: Any) -> None:
-        self._lock = lock
-        self._bell = os_lock()
-        self._bell.acquire()
-
-    def wait(self, timeout: float | None = None) -> None:
-        self._lock.release()
-        try:
-            # A lock's timeout is capped (OverflowError beyond): a far deadline just
-            # means waking up once in a while to look again.
-            self._bell.acquire(True, -1 if timeout is None else min(timeout, _WAIT_MAX))
-        finally:
-            self._lock.acquire()
-
-    def notify(self) -> None:
-        if self._bell.locked():  # notifiers hold `lock`: no two release it at once
-            self._bell.release()
-
-
 def _line_landed(item: TimeoutScope | Delivery) -> BaseException:
     """What an instruction delivery raises; runs in the target thread, the lock held."""
     item._fired = True
     if isinstance(item, Delivery):
         return item._exception
     return item._unwinding()
-
-
-class Callback:
-    """A function the watchdog runs on its own thread at a deadline (see `call_at`)."""
-
-    __slots__ = ("_armed", "_deadline", "_entry_frame", "_fired", "_thread_id", "function")
-
-    def __init__(self, deadline: float, function: Callable[[], object]) -> None:
-        self._deadline = deadline
-        self.function = function
-        self._armed = True
-        self._fired = False
-        self._entry_frame = None
-        self._thread_id = native_thread_id()  # survives a fork only in the forking thread
-
-
-class Delivery:
-    """An exception on its way into a thread (see `deliver`)."""
-
-    __slots__ = (
-        "_armed", "_deadline", "_entry_frame", "_exception", "_fire_attempts", "_fired",
-        "_thread_id",
-    )
-    _deadline_calls = None  # as a scope that registered no `on_timeout` callback
-
-    def __init__(
-        self, thread_id: int, exception: BaseException, entry_frame: FrameType | None
-    ) -> None:
-        self._thread_id = thread_id
-        self._exception = exception
-        self._entry_frame = entry_frame
-        self._deadline = time.monotonic()
-        self._armed = True
-        self._fired = False
-        self._fire_attempts = 0

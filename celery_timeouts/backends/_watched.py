@@ -1,0 +1,82 @@
+"""What the watchdog thread holds besides scopes, and how it sleeps between deadlines.
+
+`Callback` and `Delivery` are the items of its `call_at` and `deliver` services; they
+carry the same fields as a scope that the heap and the injection read. `Wakeup` is the
+watchdog's condition variable, built on OS locks so that a monkey-patched process never
+makes the watchdog thread take a green lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from .._context import native_thread_id, os_lock
+
+_WAIT_MAX = min(threading.TIMEOUT_MAX, 3600.0)
+
+
+class Wakeup:
+    """`threading.Condition`'s wait/notify for the watchdog, on OS locks only.
+
+    `lock` is held by whoever calls `wait` or `notify`. The bell is a lock kept acquired
+    while no notification is pending; `notify` releases it, `wait` acquires it back.
+    """
+
+    __slots__ = ("_bell", "_lock")
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+        self._bell = os_lock()
+        self._bell.acquire()
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._lock.release()
+        try:
+            # A lock's timeout is capped (OverflowError beyond): a far deadline just
+            # means waking up once in a while to look again.
+            self._bell.acquire(True, -1 if timeout is None else min(timeout, _WAIT_MAX))
+        finally:
+            self._lock.acquire()
+
+    def notify(self) -> None:
+        if self._bell.locked():  # notifiers hold `lock`: no two release it at once
+            self._bell.release()
+
+
+class Callback:
+    """A function the watchdog runs on its own thread at a deadline (see `call_at`)."""
+
+    __slots__ = ("_armed", "_deadline", "_entry_frame", "_fired", "_thread_id", "function")
+
+    def __init__(self, deadline: float, function: Callable[[], object]) -> None:
+        self._deadline = deadline
+        self.function = function
+        self._armed = True
+        self._fired = False
+        self._entry_frame = None
+        self._thread_id = native_thread_id()  # survives a fork only in the forking thread
+
+
+class Delivery:
+    """An exception on its way into a thread (see `deliver`)."""
+
+    __slots__ = (
+        "_armed", "_deadline", "_entry_frame", "_exception", "_fire_attempts", "_fired",
+        "_thread_id",
+    )
+    _deadline_calls = None  # as a scope that registered no `on_timeout` callback
+
+    def __init__(
+        self, thread_id: int, exception: BaseException, entry_frame: FrameType | None
+    ) -> None:
+        self._thread_id = thread_id
+        self._exception = exception
+        self._entry_frame = entry_frame
+        self._deadline = time.monotonic()
+        self._armed = True
+        self._fired = False
+        self._fire_attempts = 0
