@@ -8,9 +8,13 @@ skip or report as asked. Imports nothing else of the package, so every module ca
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import inspect
+import sys
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -32,6 +36,94 @@ innermost: ContextVar[TimeoutScope | None] = ContextVar(
 )
 
 
+# Frames that can stop halfway and let the thread run on elsewhere in the same context:
+# a scope entered in one may be current while its body is not running (suspended).
+SUSPENDABLE = (
+    inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE
+    | inspect.CO_ASYNC_GENERATOR
+)
+# How often a backend looks again for a suspended body, to deliver its timeout once it
+# runs (or its scope's exit raises it).
+RESUME_POLL = 0.05
+
+
+_CONTEXTLIB = contextlib.__file__
+
+
+def owning_frame(frame: FrameType) -> FrameType:
+    """The frame whose code a scope entered in `frame` times.
+
+    Usually `frame` itself. A generator that runs as a context manager is suspended at
+    its `yield` while the code it wraps runs, and a scope around that `yield` times that
+    code: for `@contextmanager`/`@asynccontextmanager` (entered through contextlib's
+    `__enter__`, `ExitStack` included) the frame of the code that entered it, and for a
+    pluggy hook wrapper (pytest's hooks) the frame of the hook call, which runs the
+    wrapped hooks. Any other generator's scope times only the generator's own code.
+    """
+    if not frame.f_code.co_flags & SUSPENDABLE:
+        return frame
+    driver = frame.f_back
+    while driver is not None and driver.f_code.co_flags & SUSPENDABLE:
+        driver = driver.f_back  # generators delegating with `yield from`
+    if driver is None:
+        return frame
+    if driver.f_code in _CONTEXT_MANAGER_ENTRIES:
+        user = driver.f_back
+        while user is not None and user.f_code.co_filename == _CONTEXTLIB:
+            user = user.f_back  # ExitStack.enter_context, ContextDecorator
+        return frame if user is None else owning_frame(user)
+    if driver.f_code is _hook_call_code():
+        return driver
+    return frame
+
+
+_CONTEXT_MANAGER_ENTRIES = frozenset({
+    contextlib._GeneratorContextManager.__enter__.__code__,
+    contextlib._AsyncGeneratorContextManager.__aenter__.__code__,
+})
+
+
+def _hook_call_code() -> object:
+    """The code of pluggy's `_multicall`, once pluggy is imported (never imported here)."""
+    callers = sys.modules.get("pluggy._callers")
+    multicall = getattr(callers, "_multicall", None)
+    return getattr(multicall, "__code__", None)
+
+
+def entered_in_generator(scope: TimeoutScope) -> bool:
+    """True if `scope` was entered in a generator or coroutine frame (see `suspended`)."""
+    entry = scope._entry_frame
+    return entry is not None and bool(entry.f_code.co_flags & SUSPENDABLE)
+
+
+def suspended(scope: TimeoutScope, frame: FrameType | None = None) -> bool:
+    """True if `scope`'s body is not running: it was entered in a generator or coroutine
+    frame that is not on the stack from `frame` out (the caller's by default).
+
+    Its timeout must wait: raised now it would land in the code that resumed the thread,
+    which no scope of it owns (a generator's consumer, another coroutine).
+    """
+    entry = scope._entry_frame
+    if entry is None or not entry.f_code.co_flags & SUSPENDABLE:
+        return False
+    if frame is None:
+        frame = sys._getframe(1)
+    while frame is not None:
+        if frame is entry:
+            return False
+        frame = frame.f_back
+    return True
+
+
+def being_closed(scope: TimeoutScope, handled: object) -> bool:
+    """True if `scope` was entered in a generator or coroutine and the thread is handling
+    a GeneratorExit (`handled`: its exception being handled, or that `exc_info` tuple):
+    the generator is being closed, and its clean-up code is not interrupted."""
+    if isinstance(handled, tuple):
+        handled = handled[1]
+    return isinstance(handled, GeneratorExit) and entered_in_generator(scope)
+
+
 def enclosing(scope: TimeoutScope | None) -> Iterator[TimeoutScope]:
     """`scope` and the scopes around it, innermost first, spent ones included."""
     while scope is not None:
@@ -47,10 +139,14 @@ def live(scope: TimeoutScope | None) -> TimeoutScope | None:
 
 
 def current_scope() -> TimeoutScope | None:
-    """The innermost active scope of this thread, greenlet or task."""
+    """The innermost active scope of this thread, greenlet or task whose body is running
+    (a generator suspended inside a scope leaves that scope current in its consumer's
+    context: it is skipped)."""
     scope = innermost.get()
     if scope is not None and scope._state is _EXITED:
-        return live(scope)
+        scope = live(scope)
+    while scope is not None and suspended(scope, sys._getframe(1)):
+        scope = live(scope._parent)
     return scope
 
 
@@ -59,9 +155,11 @@ def earliest(
 ) -> TimeoutScope | None:
     """Among `scope` and the active scopes around it that have a deadline and that
     `qualifies` accepts, the one whose deadline comes first (the innermost of equal ones).
-    Spent scopes left in the chain never count: their timeouts have no owner here."""
+    Spent scopes left in the chain never count: their timeouts have no owner here; nor
+    do scopes whose body is suspended (see `suspended`), judged from the caller."""
     best: TimeoutScope | None = None
     best_deadline = 0.0
+    caller = sys._getframe(1)
     while scope is not None:
         deadline = scope.deadline
         if (
@@ -69,6 +167,7 @@ def earliest(
             and (best is None or deadline < best_deadline)
             and scope._state is _ACTIVE
             and qualifies(scope)
+            and not suspended(scope, caller)
         ):
             best, best_deadline = scope, deadline
         scope = scope._parent

@@ -12,13 +12,16 @@ import math
 import time
 from collections.abc import Callable
 from contextvars import Token
+from sys import _getframe
 from time import monotonic as _monotonic
 from types import TracebackType
 from typing import Any, TypeVar
 
+from ._current import SUSPENDABLE as _SUSPENDABLE
 from ._current import ScopeState, enclosing
 from ._current import innermost as _innermost
 from ._current import live as _live
+from ._current import owning_frame as _owning_frame
 from ._decorate import decorate
 from ._on_timeout import OnTimeout, drop, innermost_with_limit, not_active, register
 from ._on_timeout import run_deadline_callbacks as _run_deadline_callbacks
@@ -77,7 +80,7 @@ class TimeoutScope:
     # Set by backends while the scope is armed.
     _deadline: float  # as `deadline`, for backends (math.inf: no limit); set on entry
     _armed: bool
-    _entry_frame: Any  # the frame holding the `with`, while armed (thread backend)
+    _entry_frame: Any  # the frame holding the `with`, while active
     _handle: Any  # the backend's timer
     _thread_id: int
     _task: Any  # asyncio.Task
@@ -325,6 +328,13 @@ class TimeoutScope:
             self.backend = backend.name
         self._state = _ACTIVE
         self._token = _innermost.set(self)
+        # The frame holding the `with` (_enter is __enter__; __aenter__ calls it): backends
+        # deliver only while it runs (see _current.suspended), and the watchdog judges
+        # landings up to it. Dropped on leaving, so it and the scope don't keep each other.
+        frame = _getframe(2 if coroutine else 1)
+        if frame.f_code.co_flags & _SUSPENDABLE:
+            frame = _owning_frame(frame)  # a @contextmanager's: the block using it
+        self._entry_frame = frame
         if backend is not None:
             try:
                 backend.arm(self)
@@ -351,6 +361,7 @@ class TimeoutScope:
         backend = self._backend
         if backend is not None:
             backend.disarm(self)
+        self._entry_frame = None
         if self._deadline_calls:  # registrations that have not run: never will now
             drop(self)
         children = self._children

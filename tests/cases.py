@@ -13,6 +13,7 @@ opposite: no timeout, or an exception outside its scope.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
 import time
@@ -511,6 +512,70 @@ def case_move_on_after(expected_backend: str) -> None:
         spin(10)
     assert scope.cancel_called and scope.fired
     assert current_scope() is None
+
+
+def case_suspended_generator_gets_its_timeout_only_while_it_runs(expected_backend: str) -> None:
+    """A generator suspended at a `yield` inside a scope: its consumer, in no scope of its
+    own, is never interrupted; the timeout reaches the generator's body once it runs
+    again, or its scope's exit."""
+
+    def working():
+        with portable_timeout(0.2):
+            yield "first"
+            spin(5)  # resumed after the deadline: interrupted here
+            yield "never"
+
+    def idle():
+        with portable_timeout(0.2) as scope:
+            yield scope
+        yield "after the scope"
+
+    generator = working()
+    assert next(generator) == "first"
+    assert current_scope() is None  # the consumer's code is in no scope
+    assert remaining() is None
+    spin(0.6)  # past the deadline: nothing lands here
+    check()  # nor here: the deadline is the generator's
+    error, elapsed = _timed(next, generator)
+    assert isinstance(error, TaskTimeout), repr(error)
+    assert elapsed < 0.5 + SLACK, elapsed  # well before the 5 s the body would spin
+
+    generator = idle()
+    scope = next(generator)
+    spin(0.6)
+    error, _ = _timed(next, generator)  # resumed, and its scope exits at once
+    assert isinstance(error, TaskTimeout), repr(error)
+    assert scope.fired and scope.backend == expected_backend, scope
+    spin(0.2)  # nothing was left armed for it
+
+
+def case_a_contextmanager_scope_times_the_with_block_using_it(expected_backend: str) -> None:
+    """`@contextmanager` around a scope: its generator is suspended at the `yield` while
+    the `with` block using it runs, and that block is what the scope times."""
+
+    @contextlib.contextmanager
+    def limited(seconds):
+        with portable_timeout(seconds) as scope:
+            yield scope
+
+    def body():
+        with limited(0.1) as scope:
+            assert current_scope() is scope
+            spin(10)
+
+    def in_an_exit_stack():
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(limited(0.1))
+            spin(10)
+
+    @limited(0.1)
+    def decorated():
+        spin(10)
+
+    for run in (body, in_an_exit_stack, decorated):
+        error, elapsed = _timed(run)
+        assert isinstance(error, TaskTimeout), (run.__name__, repr(error))
+        assert elapsed < 0.1 + SLACK, (run.__name__, elapsed)
 
 
 CASES = {name: func for name, func in sorted(globals().items()) if name.startswith("case_")}

@@ -55,6 +55,8 @@ LIMIT = {"signal": 0.0001, "thread": 0.0005, "gevent": 0.002, "eventlet": 0.002,
          "asyncio": 0.002}[backend]
 if BLOCKING:
     LIMIT = 0.002  # the feeding thread's sleep is less precise than a spin
+if VARIANT == "generator" and backend in ("gevent", "eventlet"):
+    LIMIT = 0.01  # three green sleeps a round, each at least the hub's 1 ms resolution
 if NEVER_YIELDS:
     # The guard acts 10 to 30 ms after the deadline (its grace, then its 20 ms tick):
     # bodies of 15 to 45 ms race it.
@@ -420,9 +422,68 @@ def entry_failure_round(rng: random.Random, nested: bool) -> None:
             problem(f"a failed entry left a scope behind: {current_scope()!r}")
 
 
+# -- generator rounds: the inner scope is a generator's, suspended halfway ------------------
+
+
+def generator_round(rng: random.Random, nested: bool) -> None:
+    """The inner scope is entered in a generator that yields halfway through its body;
+    the consumer works meanwhile (inside the outer scope, if any). The inner timeout
+    may reach the generator's body or its scope's exit, never the consumer."""
+    duration, inner, outer = new_round(rng, nested)
+    caught: set[str] = set()
+
+    def generator() -> Any:
+        with inner:
+            body(duration / 3, rng)
+            yield
+            body(duration / 3, rng)
+
+    def consume() -> None:
+        steps = generator()
+        try:
+            try:
+                next(steps)
+            except InnerTimeout as error:  # the first half of its body timed out
+                caught.add("inner")
+                interrupted(error)
+                return
+            try:
+                body(duration / 3, rng)  # the consumer's own work, the generator suspended
+            except BaseException as error:
+                if getattr(error, "scope", None) is inner or isinstance(error, InnerTimeout):
+                    problem(f"the suspended generator's timeout reached its consumer: {error!r}")
+                raise
+            try:
+                next(steps, None)
+            except InnerTimeout as error:
+                caught.add("inner")
+                interrupted(error)
+        finally:
+            steps.close()  # left suspended when the outer timeout ended the consumer
+
+    try:
+        if outer is not None:
+            try:
+                with outer:
+                    consume()
+                    helper()
+            except OuterTimeout as error:
+                caught.add("outer")
+                interrupted(error)
+        else:
+            consume()
+        checkpoint()
+        settle()
+    except BaseException as leaked:  # counting them is the point
+        problem(f"leaked outside its scope: {leaked!r}")
+    verdict(inner, outer, caught)
+
+
 def sync_worker(seed: int, rounds: int) -> None:
     rng = random.Random(seed)
-    play = entry_failure_round if VARIANT == "entry-failure" else sync_round
+    play = {"entry-failure": entry_failure_round, "generator": generator_round}.get(
+        VARIANT, sync_round
+    )
     for index in range(rounds):
         play(rng, nested=index % 2 == 1)
 

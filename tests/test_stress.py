@@ -65,9 +65,13 @@ def test_blocking_calls_racing_deadlines_leak_nothing() -> None:
 
 
 # Hostile bodies, 10,000 rounds each (a few seconds): a body that installs its own
-# SIGALRM handler (or ignores the signal) and puts ours back, and entries that fail
-# inside the backend's arm.
-HOSTILE = {"signal-own-handler": 1, "signal-entry-failure": 1, "thread-entry-failure": 16}
+# SIGALRM handler (or ignores the signal) and puts ours back, entries that fail inside
+# the backend's arm, and scopes of generators suspended halfway while the consumer works.
+HOSTILE = {
+    "signal-own-handler": 1, "signal-entry-failure": 1, "thread-entry-failure": 16,
+    "signal-generator": 1, "thread-generator": 16, "gevent-generator": 100,
+    "eventlet-generator": 100,
+}
 
 
 @pytest.mark.stress

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._context import eventlet_context, os_lock
-from .._current import ScopeState
+from .._current import RESUME_POLL, ScopeState, suspended
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import protected
 from .base import Backend
@@ -215,6 +215,14 @@ class _ThrowTimer:
             if scope is not None and scope._deadline > time.monotonic():
                 # Moved later from another thread, not replaced yet: wait the rest.
                 self.seconds = scope._deadline - time.monotonic()
+                self._hub.add_timer(self)
+                return
+            frame = self._greenlet.gr_frame  # None once the green thread is dead
+            if scope is not None and frame is not None and suspended(scope, frame):
+                # A generator's body, say, is not running now: delivered once it runs
+                # again, or at its exit.
+                scope._fire_attempts = 1
+                self.seconds = RESUME_POLL
                 self._hub.add_timer(self)
                 return
             self.called = True

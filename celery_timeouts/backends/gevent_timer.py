@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._context import gevent_context
-from .._current import ScopeState
+from .._current import RESUME_POLL, ScopeState, suspended
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import protected
 from .base import Backend
@@ -84,15 +84,16 @@ class GeventBackend(GuardedHub, Backend):
 
 
 @protected
-def _restart_timer(scope: TimeoutScope) -> None:
-    """In the hub's thread: the scope's timer, for its new deadline."""
+def _restart_timer(scope: TimeoutScope, not_before: float = 0.0) -> None:
+    """In the hub's thread: the scope's timer, for its new deadline (or `not_before`
+    seconds from now, if that is later)."""
     if scope._state is not ScopeState.ACTIVE or scope._fired:
         return  # left, or fired, meanwhile
     old = scope._handle
     old.close()
     deadline = scope._deadline
     timer = scope._handle = old.loop.timer(
-        0.0 if deadline == math.inf else max(deadline - time.monotonic(), 0.0)
+        0.0 if deadline == math.inf else max(deadline - time.monotonic(), not_before)
     )
     if deadline != math.inf:
         timer.start(_throw, scope, scope._task, update=True)
@@ -102,6 +103,11 @@ def _throw(scope: TimeoutScope, greenlet: Any) -> None:
     """Runs in the hub when the deadline passes: raise in the scope's greenlet."""
     if scope._deadline > time.monotonic():  # moved later, not replaced yet: wait the rest
         _restart_timer(scope)
+        return
+    frame = greenlet.gr_frame  # None once the greenlet is dead
+    if frame is not None and suspended(scope, frame):  # a generator's body, say
+        scope._fire_attempts = 1  # delivered once it runs again, or at its exit
+        _restart_timer(scope, RESUME_POLL)
         return
     if scope._deadline_calls:
         run_deadline_callbacks(scope)

@@ -15,12 +15,14 @@ import _signal  # type: ignore[import-not-found]
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .._context import is_main_thread, os_lock, signal_unavailable_reason
+from .._current import RESUME_POLL, being_closed, suspended
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import at_handler_hole, in_protected_code, protected
 from .base import Backend
@@ -260,9 +262,10 @@ class SignalBackend(Backend):
                 _sleep(_POKE_POLL)
 
     @protected
-    def _rearm(self) -> None:
-        """Arm the itimer for the earliest pending deadline (ours or the user's)."""
-        pending = [s._deadline for s in self._active if not s._fired]
+    def _rearm(self, not_before: float = -math.inf) -> None:
+        """Arm the itimer for the earliest pending deadline (ours or the user's), our
+        deadlines no sooner than `not_before`."""
+        pending = [max(s._deadline, not_before) for s in self._active if not s._fired]
         if self._user_timer is not None:
             pending.append(self._user_timer[0])
         if pending:
@@ -299,6 +302,16 @@ class SignalBackend(Backend):
         if user is not None and user[0] <= now:
             self._fire_user_timer(signum, frame, user)
         due = [s for s in self._active if not s._fired and s._deadline <= now]
+        if due and frame is not None:
+            handled = sys.exc_info()[1]
+            waiting = [s for s in due if suspended(s, frame) or being_closed(s, handled)]
+            if waiting:  # delivered once their bodies run again, or at their exits
+                for scope in waiting:
+                    scope._fire_attempts = 1
+                due = [s for s in due if s not in waiting]
+                if not due:
+                    self._rearm(not_before=now + RESUME_POLL)
+                    return
         if not due:
             self._rearm()  # early, or the user's timer: wait for the next deadline
             return

@@ -30,6 +30,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from .._context import is_green_patched, native_thread_id, os_lock, os_thread_primitives
+from .._current import being_closed, entered_in_generator, suspended
 from .._interpreter import MECHANISMS, warn_once_if_unverified
 from .._on_timeout import take as take_deadline_calls
 from .._unwind import (
@@ -77,7 +78,6 @@ if _INJECTION_REFUSED is None:
 
 # Delivery at the next safe instruction through sys.monitoring (instruction_events, where
 # _landing asks for it): 3.12 and 3.13, where verified (see _interpreter).
-_INSTRUCTION_DELIVERY = MECHANISMS.instruction_delivery
 _RETRY_DELAYS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 _SPIN_LIMIT = 0.001  # a residual wait this short is spun out, holding on to the GIL
 _COMPACT_MIN = 256  # rebuild the heap once this many entries are cancelled...
@@ -117,10 +117,6 @@ class WatchdogBackend(Backend):
             raise BackendUnavailable(f"backend='thread' cannot run here: {_INJECTION_REFUSED}")
         scope._thread_id = native_thread_id()
         scope._armed = True
-        # Where instructions deliver, the frame holding the `with` (arm <- __enter__,
-        # which is _enter <- it); dropped on disarm, so the scope and that frame do not
-        # keep each other alive.
-        scope._entry_frame = sys._getframe(2) if _INSTRUCTION_DELIVERY else None
         if scope._deadline == math.inf:
             # No limit (yet): nothing to wait for, and no thread to start until
             # reschedule() gives it a deadline.
@@ -135,7 +131,6 @@ class WatchdogBackend(Backend):
                     self._wakeup.notify()
             except BaseException:  # entry failed: the entry left in the heap is dead
                 scope._armed = False
-                scope._entry_frame = None
                 self._cancelled += 1
                 raise
 
@@ -371,6 +366,8 @@ class WatchdogBackend(Backend):
             scope._armed = False
             self._next_instruction.withdraw(thread_id, scope)
             return True
+        if not isinstance(scope, Delivery) and _not_running(scope, thread_id, frame):
+            return False  # a generator's body, say: delivered once it runs, or at its exit
         landing = _landing(frame, scope._entry_frame)
         if landing is _LATER:
             return False
@@ -431,6 +428,15 @@ class WatchdogBackend(Backend):
         heapq.heapify(self._heap)
         if self._heap:
             self._start_thread()
+
+
+def _not_running(scope: TimeoutScope, thread_id: int, frame: FrameType) -> bool:
+    """The scope's body is suspended, or its generator is being closed."""
+    if not entered_in_generator(scope):
+        return False  # (cheap: no look at every thread's exception)
+    return suspended(scope, frame) or being_closed(
+        scope, sys._current_exceptions().get(thread_id)
+    )
 
 
 _shared: WatchdogBackend | None = None

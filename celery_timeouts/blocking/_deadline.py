@@ -20,7 +20,7 @@ from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._context import is_green_patched, is_main_thread
-from .._current import ScopeState
+from .._current import ScopeState, suspended
 from .._current import innermost as _innermost
 from .._unwind import protected
 from ..backends.watchdog import shared_watchdog
@@ -48,21 +48,24 @@ def in_worker_thread() -> bool:
 def limiting_scope() -> TimeoutScope | None:
     """The scope whose deadline ends a blocking call made here and now; None: stock.
 
-    Among the thread's active scopes that the watchdog still has to deliver, the one
-    whose deadline comes first; a scope without a limit counts too (its deadline is
-    math.inf until reschedule() or cancel() gives it one).
+    Among the thread's active scopes that the watchdog still has to deliver and whose
+    bodies are running (not a suspended generator's), the one whose deadline comes
+    first; a scope without a limit counts too (its deadline is math.inf until
+    reschedule() or cancel() gives it one).
     """
     scope = _innermost.get()
     if scope is None or not in_worker_thread():
         return None
     watchdog = shared_watchdog()
     best: TimeoutScope | None = None
+    caller = sys._getframe(1)
     while scope is not None:
         if (
             scope._state is _ACTIVE
             and scope._backend is watchdog
             and not scope._fired
             and (best is None or scope._deadline < best._deadline)
+            and not suspended(scope, caller)  # a generator's, while its consumer runs
         ):
             best = scope
         scope = scope._parent
