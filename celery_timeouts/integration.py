@@ -38,7 +38,8 @@ def enable_time_limits(
     is reported as `TimeLimitExceeded` and its thread replaced.
     `max_abandoned_threads`: how many such threads may still be running before the
     worker asks for a warm restart (SIGHUP, Celery's restart: it re-executes the
-    `celery` command); None (the default) never asks.
+    `celery` command); on gevent and eventlet, how many tasks that still run 3 s after
+    their hard limit was delivered again and again. None (the default) never asks.
     `eager`: also enforce the limits on eager tasks (`task_always_eager`, `.apply()`),
     in the calling thread, so a test suite can exercise a task's soft-limit clean-up.
     `interrupt_blocking`: on `-P threads`, patch the stdlib's blocking calls

@@ -4,6 +4,7 @@ autoscale of `-P threads`, and alarm-style code through `celery_timeouts.compat`
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -361,6 +362,69 @@ def test_a_swallowed_hard_limit_ends_as_time_limit_exceeded(pool: str, redis_url
             assert worker.app.send_task(f"{APP}.add", args=[2, 3]).get(timeout=15) == 5
             assert time.monotonic() - began < 5
     assert "Unrecoverable error" not in worker.log_text()
+
+
+@pytest.mark.parametrize("pool", ["threads", "gevent", "eventlet", "solo"])
+def test_a_body_that_keeps_swallowing_its_hard_limit_gets_it_again(
+    pool: str, redis_url: str, tmp_path: Path
+) -> None:
+    """A loop around `except BaseException:` catches the hard limit and works on: the
+    limit is delivered again every second (a sleep, and a CPU loop that never yields),
+    until the task lets it through; the result is TimeLimitExceeded, the slot serves on."""
+    broker = fresh_redis(redis_url)
+    with start_worker(APP, pool, broker, concurrency=2, env=ENABLED) as worker:
+        for kind in ("sleep", "cpu"):
+            catches = tmp_path / f"{kind}.catches"
+            got = outcome(
+                run_task(worker, "swallows_again", kind, 3, str(catches), soft=None, hard=1),
+                timeout=30,
+            )
+            assert got.state == "FAILURE" and isinstance(got.result, TimeLimitExceeded), got
+
+            def catch_times(file: Path = catches) -> list[float]:
+                return [float(line) for line in file.read_text().split()]
+
+            # (-P threads reports the limit when it abandons the thread, 0.5 s after it.)
+            wait_until(lambda: len(catch_times()) >= 3, 10, f"{kind}: three catches")
+            caught = catch_times()
+            assert len(caught) == 3, (kind, caught)  # without it: one catch, then 60 s
+            assert 0.9 <= caught[0] < 1 + LATENCY, (kind, caught)
+            gaps = [later - earlier for earlier, later in itertools.pairwise(caught)]
+            assert all(0.5 <= gap < 1 + LATENCY for gap in gaps), (kind, caught)
+            assert worker.app.send_task(f"{APP}.add", args=[2, 3]).get(timeout=15) == 5
+    assert "Unrecoverable error" not in worker.log_text()
+
+
+@pytest.mark.parametrize("pool", ["gevent", "eventlet"])
+def test_a_green_task_stuck_past_its_hard_limit_is_counted_and_reported(
+    pool: str, redis_url: str
+) -> None:
+    """A greenlet that catches its hard limit again and again holds the worker: a few
+    seconds on, the pool says so on stderr, with where it is, and counts it."""
+    broker = fresh_redis(redis_url)
+    with start_worker(APP, pool, broker, concurrency=2, env=ENABLED) as worker:
+        got = outcome(run_task(worker, "swallows_for", 7, soft=None, hard=1), timeout=30)
+        assert got.state == "FAILURE" and isinstance(got.result, TimeLimitExceeded), got
+        inspect = worker.app.control.inspect(destination=[worker.name], timeout=5)
+        stats = wait_until(inspect.stats, 30, "an answer to inspect stats")
+        pool_stats = stats[worker.name]["pool"]
+        log = worker.log_text()
+    assert pool_stats["stuck-tasks-total"] == 1, pool_stats
+    assert pool_stats["stuck-tasks"] == 0, pool_stats  # it has ended since
+    assert "a task is still running 3 s after its hard time limit (1 s)" in log, log[-3000:]
+    assert "it holds the worker's CPU" in log and "in swallows_for" in log, log[-3000:]
+
+
+def test_too_many_stuck_green_tasks_ask_for_a_warm_restart(redis_url: str) -> None:
+    broker = fresh_redis(redis_url)
+    env = {**ENABLED, "CT_MAX_ABANDONED": "0"}
+    with start_worker(APP, "gevent", broker, concurrency=2, env=env) as worker:
+        got = outcome(run_task(worker, "swallows_for", 6, soft=None, hard=1), timeout=30)
+        assert isinstance(got.result, TimeLimitExceeded), got
+        worker.wait_for_log("1 tasks are stuck (limit 0): asking the worker for a warm", 10)
+        # Once the task has let its limit through, the worker restarts, and serves again.
+        worker.wait_for_log("Restarting celery worker", 20)
+        assert worker.app.send_task(f"{APP}.add", args=[1, 2]).get(timeout=60) == 3
 
 
 @pytest.mark.parametrize("pool", ["threads", "gevent", "eventlet", "solo"])

@@ -211,6 +211,13 @@ def _say(level: int, message: str, *args: object) -> None:
 _main_hub: Any = None  # the main thread's gevent hub, noted when the relay starts
 
 
+def say_from_any_thread(message: str) -> None:
+    """A line on stderr now, from any OS thread of any process, green or not: no
+    logging lock is taken, and no hub has to run first."""
+    with contextlib.suppress(OSError):
+        _original_os_write(2, f"[WARNING] {message}\n".encode(errors="replace"))
+
+
 def _original_os_write(fd: int, data: bytes) -> int:
     patcher = sys.modules.get("eventlet.patcher")
     write = patcher.original("os").write if patcher is not None else os.write

@@ -25,10 +25,12 @@ from __future__ import annotations
 import dis
 import os
 import sys
+import time
 from types import CodeType, FrameType
 from typing import Any, cast
 
 from .._context import native_thread_id, os_lock
+from .._current import ScopeState
 from .._scope import TimeoutScope
 from .._unwind import ScopeTimeout, injectable, protected
 from ..backends.watchdog import _set_async_exc
@@ -61,6 +63,24 @@ class FinalScope(TimeoutScope):
         # thread (in the target itself, or in its hub for gevent and eventlet timers).
         _watch(self)
         return super()._unwinding()
+
+    @protected
+    def deliver_again(self) -> bool:
+        """The unwinding was delivered and the body runs on: it swallowed it (a loop
+        around `except BaseException:`), or a call in C holds it. Deliver it again, as
+        its backend delivers a cancel, from any thread. False if there is nothing to do
+        (the scope left, or the delivery is still on its way) or its backend cannot
+        be reached from here."""
+        if self._state is not ScopeState.ACTIVE or not self._fired:
+            return False
+        self._fire_attempts = max(self._fire_attempts, 1)  # its exit raises, whatever
+        self._fired = False
+        try:
+            self._move_deadline(time.monotonic())
+        except RuntimeError:  # an eventlet hub without its wake-up pipe, say
+            self._fired = True
+            return False
+        return True
 
 
 class _Watched:

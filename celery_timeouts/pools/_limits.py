@@ -21,6 +21,7 @@ import logging
 import math
 import signal
 import sys
+import time
 from collections.abc import Callable
 from types import CodeType
 from typing import Any
@@ -29,8 +30,10 @@ from celery.concurrency.base import apply_target
 from celery.exceptions import SoftTimeLimitExceeded
 
 from .._context import os_lock
+from .._current import ScopeState
 from .._scope import TimeoutScope
 from .._validation import MAX_SECONDS
+from ..backends.watchdog import shared_watchdog
 from ._final import FinalScope
 from ._stuck import format_stack, task_id_of, traceback_frames
 
@@ -71,15 +74,61 @@ def job_scopes(soft: float | None, hard: float | None) -> tuple[FinalScope, Time
 SOFT_SIGNAL = int(getattr(signal, "SIGUSR1", 10))  # prefork's "raise the soft limit"
 
 
+# How often the hard limit is delivered again to a body that keeps running after it: a
+# loop that swallows it (`except BaseException: pass`), or a call in C that holds it.
+REINTERRUPT_EVERY = 1.0
+# How long a job may run on after that before the pool calls it stuck (see `on_stuck`).
+STUCK_AFTER = 3.0
+
+
 class RunningJob:
     """A job that has started: its two scopes, which `terminate_job` cancels."""
 
-    __slots__ = ("hard", "soft", "terminated_by")
+    __slots__ = (
+        "_reinterrupting", "_running_on_since", "hard", "on_stuck", "soft", "stuck",
+        "terminated_by",
+    )
 
     def __init__(self, hard: FinalScope, soft: TimeoutScope) -> None:
         self.hard = hard
         self.soft = soft
         self.terminated_by: int | None = None
+        self._reinterrupting: Any = None  # the watchdog's next look (see keep_interrupting)
+        self._running_on_since: float | None = None  # when a look first found it fired
+        # Called once on the watchdog thread when the job still runs STUCK_AFTER seconds
+        # after a look found its hard limit delivered (the green pools count and log it).
+        self.on_stuck: Callable[[RunningJob], object] | None = None
+        self.stuck = False  # reported stuck (and still running, while in RunningJobs)
+
+    def keep_interrupting(self, first_look: float) -> None:
+        """From `first_look` (time.monotonic) on, every `REINTERRUPT_EVERY` seconds on
+        the watchdog thread: if the hard limit has fired and the body still runs,
+        deliver it again. Ends with the job."""
+        if self._reinterrupting is None:
+            self._reinterrupting = shared_watchdog().call_at(first_look, self._look)
+
+    def stop_interrupting(self) -> None:
+        looking = self._reinterrupting
+        if looking is not None:
+            shared_watchdog().cancel(looking)
+
+    def _look(self) -> None:
+        hard = self.hard
+        if hard.state is not ScopeState.ACTIVE:
+            return  # the job is over
+        now = time.monotonic()
+        if hard.fired and hard.deliver_again():
+            next_look = now + REINTERRUPT_EVERY
+            since = self._running_on_since
+            if since is None:
+                self._running_on_since = now
+            elif now - since >= STUCK_AFTER and not self.stuck:
+                self.stuck = True
+                if self.on_stuck is not None:
+                    self.on_stuck(self)
+        else:  # not delivered yet (a safe place to land is awaited): look again later
+            next_look = max(now, hard._deadline) + REINTERRUPT_EVERY
+        self._reinterrupting = shared_watchdog().call_at(next_look, self._look)
 
     def terminate(self, signum: int | None) -> None:
         """As prefork's signal to the child: SIGUSR1 raises `SoftTimeLimitExceeded` in
@@ -90,18 +139,22 @@ class RunningJob:
         else:
             self.terminated_by = signum if signum is not None else int(signal.SIGTERM)
             self.hard.cancel()
+            self.keep_interrupting(time.monotonic() + REINTERRUPT_EVERY)
 
 
 class RunningJobs:
-    """A pool's running jobs by their `worker_pid`, for `terminate_job`."""
+    """A pool's running jobs by their `worker_pid`, for `terminate_job`; `on_stuck`
+    is given to each job (see `RunningJob.on_stuck`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_stuck: Callable[[RunningJob], object] | None = None) -> None:
+        self.on_stuck = on_stuck
         self._jobs: dict[int, RunningJob] = {}
         # An OS lock: the control relay's OS thread takes it too, in processes where
         # threading.Lock is a greenlet lock.
         self._lock = os_lock()
 
     def add(self, pid: int, job: RunningJob) -> None:
+        job.on_stuck = self.on_stuck
         with self._lock:
             self._jobs[pid] = job
 
@@ -123,6 +176,11 @@ class RunningJobs:
 
     def __len__(self) -> int:
         return len(self._jobs)
+
+    def stuck(self) -> int:
+        """How many running jobs were reported stuck."""
+        with self._lock:
+            return sum(1 for job in self._jobs.values() if job.stuck)
 
 
 def run_job(
@@ -148,6 +206,8 @@ def run_job(
     def limited_target(*target_args: Any, **target_kwargs: Any) -> Any:
         hard_scope.owner = sys._getframe()
         with hard_scope, soft_scope:
+            if hard is not None:
+                job.keep_interrupting(hard_scope._deadline + REINTERRUPT_EVERY)
             return target(*target_args, **target_kwargs)
 
     if running is not None and pid is not None:
@@ -177,6 +237,7 @@ def run_job(
             if timeout_callback is not None:
                 timeout_callback(False, hard)
     finally:
+        job.stop_interrupting()
         if running is not None and pid is not None:
             running.discard(pid, job)
         if soft_scope.fired and not soft_scope.cancel_called and timeout_callback is not None:

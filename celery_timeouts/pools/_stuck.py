@@ -69,3 +69,21 @@ def thread_frames(
         frame = frame.f_back
     stack.reverse()
     return stack
+
+
+def job_frames_in_thread(
+    thread_id: int, owner: FrameType | None
+) -> list[tuple[str, int, str]] | None:
+    """The stack of the job whose body runs in `owner`, if thread `thread_id` is
+    running it now (a greenlet holding its thread): innermost last, the frames under
+    `owner` only. None if that thread is elsewhere (the greenlet is suspended)."""
+    frame: FrameType | None = sys._current_frames().get(thread_id)
+    stack: list[tuple[str, int, str]] = []
+    while frame is not None and frame is not owner:
+        code = frame.f_code
+        stack.append((code.co_filename, frame.f_lineno or 0, code.co_name))
+        frame = frame.f_back
+    if frame is None or owner is None:
+        return None
+    stack.reverse()
+    return stack

@@ -203,6 +203,37 @@ def swallows(seconds: float) -> str:
 
 
 @app.task
+def swallows_again(kind: str, times: int, catches_file: str) -> str:
+    """Catches the hard limit's unwinding `times` times (noting when), working on after
+    each: only its delivery, again and again, ends it. `kind`: "sleep" or "cpu"."""
+    began = time.monotonic()
+    caught = 0
+    while True:
+        try:
+            sleepy(60) if kind == "sleep" else cpu_loop(60)
+            return "finished"
+        except BaseException:
+            caught += 1
+            with open(catches_file, "a") as catches:
+                catches.write(f"{time.monotonic() - began:.3f}\n")
+            if caught >= times:
+                raise
+
+
+@app.task
+def swallows_for(seconds: float) -> str:
+    """A CPU loop that catches every delivery of its hard limit for `seconds`, then lets
+    the next one through (a greenlet like this holds the whole worker meanwhile)."""
+    began = time.monotonic()
+    while True:
+        try:
+            cpu_loop(60)
+        except BaseException:
+            if time.monotonic() - began >= seconds:
+                raise
+
+
+@app.task
 def swallows_cpu(seconds: float) -> str:
     """As `swallows`, in a loop that never yields (gevent: only the green guard stops it)."""
     try:
