@@ -17,7 +17,9 @@ In 2-4, `0` means no limit.
 
 A test paused in pytest's debugger (`breakpoint()`, `pdb.set_trace()`, `--pdb`,
 `--trace`) is not failed meanwhile: its limit is suspended while the debugger has it and
-resumes, with what was left, when it continues.
+resumes, with what was left, when it continues. A test that reaches its limit while
+another debugger traces it (PyCharm, VS Code's debugpy: detected as pytest-timeout
+does) is not interrupted: it runs on without a limit.
 
 What the limit covers: by default the test function only (`portable_timeout_func_only`
 true, as pytest-timeout's `timeout_func_only`); with `portable_timeout_func_only =
@@ -30,6 +32,8 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import threading
 import time
 from collections.abc import Generator
 from types import TracebackType
@@ -168,6 +172,7 @@ def _limited(
     seconds = budget.seconds if budget is not None else scope.seconds
     try:
         with scope:
+            scope.on_timeout(_spare_if_debugging, scope)
             _running.append((scope, budget))
             try:
                 return (yield)
@@ -185,6 +190,32 @@ def _limited(
             seconds,
             scope.backend,
         ).with_traceback(timeout.__traceback__) from None
+
+
+# The top-level modules of the debuggers whose trace function, set on the test's thread,
+# means a person may be stepping through it (pytest-timeout's list): pydevd is PyCharm's
+# and debugpy's (VS Code) engine, bdb is pdb's.
+_DEBUGGERS = frozenset({"pydevd", "bdb", "pydevd_frame_evaluator", "debugpy"})
+
+
+def _debugger_attached() -> bool:
+    """True if a debugger traces this thread (or, on 3.12+, holds sys.monitoring's
+    debugger tool id, as debugpy does there)."""
+    for trace in (sys.gettrace(), threading.gettrace()):
+        if trace is not None:
+            module = getattr(trace, "__module__", None) or type(trace).__module__
+            if str(module).partition(".")[0] in _DEBUGGERS:
+                return True
+    monitoring = getattr(sys, "monitoring", None)
+    return monitoring is not None and monitoring.get_tool(monitoring.DEBUGGER_ID) is not None
+
+
+def _spare_if_debugging(scope: TimeoutScope) -> None:
+    """At the deadline, just before the test is interrupted: if a debugger holds it (an
+    IDE's breakpoint, which pytest's enter_pdb hook never hears of), the phase goes on
+    without a limit, as pytest-timeout does."""
+    if _debugger_attached():
+        scope.reschedule(None)
 
 
 # The scopes of the phase that runs now (one test at a time per process), and what was

@@ -175,4 +175,25 @@ def case_registered_after_the_deadline_runs_at_once(expected_backend: str) -> No
         assert ran == ["late"] and handle.ran, (ran, handle)
 
 
+def case_a_callback_that_moves_the_deadline_later_puts_the_timeout_off(
+    expected_backend: str,
+) -> None:
+    """A callback may give the body more time (the pytest plugin does, for a test held
+    by a debugger): the timeout then comes at the new deadline, not at the old one."""
+    import time
+
+    def more_time(scope: Any) -> None:
+        scope.reschedule(time.monotonic() + 0.4)
+
+    def body() -> None:
+        with portable_timeout(0.1) as scope:
+            scope.on_timeout(more_time, scope)
+            spin(10)
+
+    error, elapsed = _timed(body)
+    assert isinstance(error, TaskTimeout), repr(error)
+    assert elapsed >= 0.45, elapsed  # 0.1 s, then 0.4 s more
+    assert elapsed < 0.5 + SLACK, elapsed
+
+
 CASES = {name: func for name, func in sorted(globals().items()) if name.startswith("case_")}

@@ -328,3 +328,52 @@ def test_a_test_paused_in_the_debugger_is_not_failed_meanwhile(
         "FAILED test_paused.py::test_paused_then_slow*",
     ])
     result.stdout.fnmatch_lines(["*TestTimeout: test exceeded its 0.5 s timeout*"])
+
+
+IDE_DEBUGGED_TESTS = """
+import sys
+import time
+
+import pydevd
+
+
+def test_stopped_at_an_ide_breakpoint():
+    sys.settrace(pydevd.trace)  # as PyCharm's and VS Code's engine, attached to the test
+    try:
+        time.sleep(1.0)  # "at a breakpoint", past the 0.3 s limit
+    finally:
+        sys.settrace(None)
+
+
+def test_debugger_held_through_sys_monitoring():
+    monitoring = getattr(sys, "monitoring", None)
+    if monitoring is None:  # before 3.12 debuggers trace: the test above covers them
+        sys.settrace(pydevd.trace)
+    else:
+        monitoring.use_tool_id(monitoring.DEBUGGER_ID, "debugpy")
+    try:
+        time.sleep(1.0)
+    finally:
+        if monitoring is None:
+            sys.settrace(None)
+        else:
+            monitoring.free_tool_id(monitoring.DEBUGGER_ID)
+
+
+def test_not_debugged():
+    time.sleep(1.0)
+"""
+
+
+def test_a_test_held_by_an_ide_debugger_is_not_failed(pytester: pytest.Pytester) -> None:
+    # A module named like the debugger's engine: its trace function is what the plugin
+    # looks at, as pytest-timeout does.
+    pytester.makepyfile(pydevd="def trace(frame, event, arg):\n    return None\n")
+    pytester.makepyfile(test_ide=IDE_DEBUGGED_TESTS)
+    result = run(pytester, "-rA", "--portable-timeout=0.3")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines([
+        "PASSED test_ide.py::test_stopped_at_an_ide_breakpoint",
+        "PASSED test_ide.py::test_debugger_held_through_sys_monitoring",
+        "FAILED test_ide.py::test_not_debugged*",
+    ])

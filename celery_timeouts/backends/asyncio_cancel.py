@@ -112,6 +112,8 @@ def _cancel_task(scope: TimeoutScope) -> None:
         return
     if scope._deadline_calls:
         run_deadline_callbacks(scope)
+        if scope._deadline > time.monotonic():
+            return  # a callback moved the deadline later: reschedule() restarts the timer
     if not scope._fired:
         scope._fired = True
         scope._cancel_sent = True

@@ -229,6 +229,8 @@ class _ThrowTimer:
             self._scope = None
             if scope is not None and scope._deadline_calls:
                 run_deadline_callbacks(scope)
+                if scope._deadline > time.monotonic():
+                    return  # a callback moved the deadline later: reschedule() re-timed it
             if scope is not None and not scope._fired:
                 scope._fired = True
                 self._greenlet.throw(scope._unwinding())

@@ -111,6 +111,8 @@ def _throw(scope: TimeoutScope, greenlet: Any) -> None:
         return
     if scope._deadline_calls:
         run_deadline_callbacks(scope)
+        if scope._deadline > time.monotonic():
+            return  # a callback moved the deadline later: reschedule() restarts the timer
     if not scope._fired:
         scope._fired = True
         greenlet.throw(scope._unwinding())

@@ -205,8 +205,11 @@ class GreenGuard:
         target = self._overdue_scope_here(time.monotonic())
         if target is None:
             return  # another greenlet's scope is overdue (the hub will deliver it), or none
-        if target._deadline_calls and not run_deadline_callbacks(target, wait=False):
-            return  # this signal interrupted a registration: the next tick tries again
+        if target._deadline_calls:
+            if not run_deadline_callbacks(target, wait=False):
+                return  # this signal interrupted a registration: the next tick tries again
+            if target._deadline > time.monotonic():
+                return  # a callback moved the deadline later
         if frame is not None and in_protected_code(frame):
             return  # in the library's enter/exit code: the next tick tries again
         if frame is not None and at_handler_hole(frame):

@@ -321,6 +321,10 @@ class SignalBackend(Backend):
             if scope._deadline_calls and not run_deadline_callbacks(scope, wait=False):
                 self._set_timer(now + _RETRY_DELAY)
                 return
+        due = [s for s in due if s._deadline <= now]  # a callback may have moved one
+        if not due:
+            self._rearm()
+            return
         if frame is not None and (in_protected_code(frame) or at_handler_hole(frame)):
             self._set_timer(now + _RETRY_DELAY)  # land it a moment later, in the body
             return

@@ -152,7 +152,7 @@ class _ReturnsHook:
         monitoring = self._monitoring
         with self._lock:
             if self._tool is None:
-                tool = next((i for i in range(6) if monitoring.get_tool(i) is None), None)
+                tool = next((i for i in _TOOL_IDS if monitoring.get_tool(i) is None), None)
                 if tool is None:
                     return False
                 monitoring.use_tool_id(tool, "celery-timeouts hard limit")
@@ -187,6 +187,9 @@ class _ReturnsHook:
             raise ScopeTimeout(scope)
 
 
+# The ids sys.monitoring leaves free: 0-2 and 5 are the debugger's, coverage's, the
+# profiler's and the optimizer's, which must find theirs free when they start.
+_TOOL_IDS = (3, 4)
 _monitoring = getattr(sys, "monitoring", None)
 _RETURNS_HOOK = _ReturnsHook(_monitoring) if _monitoring is not None else None
 
