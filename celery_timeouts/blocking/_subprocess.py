@@ -133,8 +133,13 @@ def _children_of(scope: TimeoutScope) -> Children:
 
 
 def _is_hard_timeout(scope: TimeoutScope) -> bool:
-    """True once `scope`'s own non-catchable, watchdog-enforced timeout fired."""
-    return scope._fired and not scope._catchable and scope._backend is shared_watchdog()
+    """True once `scope`'s own non-catchable, watchdog-enforced timeout fired (or is on
+    its way again: a hard limit the body swallowed is delivered anew, see _final)."""
+    return (
+        (scope._fired or bool(scope._fire_attempts))
+        and not scope._catchable
+        and scope._backend is shared_watchdog()
+    )
 
 
 def _doomed(process: subprocess.Popen[Any]) -> bool:
