@@ -39,6 +39,7 @@ from .._unwind import (
     raising_on_landing,
 )
 from ..exceptions import BackendUnavailable
+from ._landing import _DELIVERED_AT_NEXT_CHECK
 from ._landing import AT_NEXT_INSTRUCTION as _AT_NEXT_INSTRUCTION
 from ._landing import LATER as _LATER
 from ._landing import landing as _landing
@@ -375,13 +376,22 @@ class WatchdogBackend(Backend):
             # A delivery is pending there: inject nothing beside it (it would land
             # twice), but keep watching the frames the thread enters.
             landing = _AT_NEXT_INSTRUCTION
+        body_runs: Callable[[], bool] | None = None
+        if not isinstance(scope, Delivery) and entered_in_generator(scope):
+            body_runs = functools.partial(_body_runs, scope)
+            if _DELIVERED_AT_NEXT_CHECK:
+                # 3.13+ raises an injection at the thread's next check, which may come
+                # after the generator has yielded, in its consumer: raise it from an
+                # instruction of the generator's body instead, when that body runs (or
+                # at the scope's exit).
+                landing = _AT_NEXT_INSTRUCTION
         if landing is _AT_NEXT_INSTRUCTION:
             deliveries = self._next_instruction
             if not deliveries.busy_with_another(thread_id, scope) and deliveries.available():
                 try:
                     deliveries.watch(
                         thread_id, scope, frame, scope._entry_frame,
-                        functools.partial(_line_landed, scope),
+                        functools.partial(_line_landed, scope), body_runs,
                     )
                 except Exception:  # sys.monitoring refused: never take the watchdog down
                     logger.exception("celery-timeouts: sys.monitoring failed; timeouts that "
@@ -428,6 +438,12 @@ class WatchdogBackend(Backend):
         heapq.heapify(self._heap)
         if self._heap:
             self._start_thread()
+
+
+def _body_runs(scope: TimeoutScope) -> bool:
+    """In the target thread, where an instruction delivery would land: True if the
+    generator that entered `scope` is running (its frame is on the stack here)."""
+    return not suspended(scope)
 
 
 def _not_running(scope: TimeoutScope, thread_id: int, frame: FrameType) -> bool:
