@@ -21,7 +21,13 @@ from contextvars import ContextVar
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ._context import eventlet_context, gevent_context, is_main_thread, native_thread_id
+from ._context import (
+    NO_SIGNALS,
+    eventlet_context,
+    gevent_context,
+    is_main_thread,
+    native_thread_id,
+)
 from ._interpreter import MECHANISMS
 from ._unwind import protected
 from .exceptions import TaskTimeout
@@ -29,7 +35,7 @@ from .exceptions import TaskTimeout
 if TYPE_CHECKING:
     from .backends.green_guard import GreenGuard
 
-SIGALRM = _stdlib.SIGALRM
+SIGALRM: int = getattr(_stdlib, "SIGALRM", 14)  # 14 (Linux's) where the platform has none
 SIG_DFL = _stdlib.SIG_DFL
 SIG_IGN = _stdlib.SIG_IGN
 _Handler = Callable[[int, FrameType | None], Any] | int | None
@@ -388,12 +394,13 @@ _drivers: dict[str, _Driver] = {}
 
 
 def _driver() -> _Driver | None:
-    """How SIGALRM is emulated for the caller; None where the stdlib's real one works."""
+    """How SIGALRM is emulated for the caller; None where the stdlib's real one works
+    (the main thread, unless signals are off or the platform has none: see _context)."""
     if gevent_context() is not None:
         kind: str = "gevent"
     elif eventlet_context() is not None:
         kind = "eventlet"
-    elif is_main_thread():
+    elif is_main_thread() and NO_SIGNALS is None:
         return None
     else:
         kind = "thread"

@@ -145,9 +145,40 @@ def _getcurrent() -> object:
     return getcurrent()
 
 
+SIGNALS_ENV_VAR = "CELERY_TIMEOUTS_SIGNALS"
+
+
+def _signals_refusal() -> str | None:
+    """Why this process uses no signal (SIGALRM, setitimer, SIGURG), or None if it may.
+    Read once, at import: `CELERY_TIMEOUTS_SIGNALS=off`, or a platform without them
+    (Windows). A value other than on/off is reported by `signals_setting_error`."""
+    setting = os.environ.get(SIGNALS_ENV_VAR, "").strip().lower()
+    if setting == "off":
+        return f"signals are turned off ({SIGNALS_ENV_VAR}=off)"
+    for name in ("SIGALRM", "setitimer", "pthread_kill"):
+        if not hasattr(signal, name):
+            return f"this platform has no signal.{name}"
+    return None
+
+
+def signals_setting_error() -> str | None:
+    """A message naming a bad `CELERY_TIMEOUTS_SIGNALS` value and the fix, or None."""
+    raw = os.environ.get(SIGNALS_ENV_VAR, "")
+    if raw.strip().lower() in ("", "on", "off"):
+        return None
+    return (
+        f"environment variable {SIGNALS_ENV_VAR}={raw!r} is not a setting: use 'off' (no "
+        f"SIGALRM, setitimer nor SIGURG: every limit through the watchdog thread) or "
+        f"'on' (the default), or unset it"
+    )
+
+
+NO_SIGNALS: str | None = _signals_refusal()  # why signals are not used here, or None
+
+
 def signal_unavailable_reason() -> str | None:
-    if not hasattr(signal, "setitimer"):
-        return "signal.setitimer is not available on this platform; use backend='thread' or 'auto'"
+    if NO_SIGNALS is not None:
+        return f"{NO_SIGNALS}; use backend='thread' or 'auto'"
     if not is_main_thread():
         name = threading.current_thread().name
         return (

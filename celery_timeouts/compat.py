@@ -31,14 +31,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _compat_args as _args
-from ._alarm_clocks import _clock, _driver, _Handler, _set_timer
+from ._alarm_clocks import SIGALRM, _clock, _driver, _Handler, _set_timer
 from ._unwind import protected
 
 if TYPE_CHECKING:
     pass
 
-SIGALRM = _stdlib.SIGALRM
-ITIMER_REAL = _stdlib.ITIMER_REAL
+# SIGALRM and ITIMER_REAL: where the platform has neither (Windows), the numbers they
+# have on Linux; the emulation below is then all there is.
+ITIMER_REAL: int = getattr(_stdlib, "ITIMER_REAL", 0)
 SIG_DFL = _stdlib.SIG_DFL
 SIG_IGN = _stdlib.SIG_IGN
 

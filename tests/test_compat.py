@@ -14,6 +14,7 @@ import pytest
 
 from celery_timeouts import TaskTimeout
 from celery_timeouts import compat as signal
+from celery_timeouts._context import NO_SIGNALS
 
 from conftest import TESTS, run_in_thread, run_python
 
@@ -46,11 +47,17 @@ def snippet(seconds: int) -> tuple[str, float]:
 
 
 def test_snippet_in_the_main_thread_uses_the_real_sigalrm() -> None:
+    """With signals (the default): the stdlib's own SIGALRM. Without (no-signal mode,
+    the Windows path): the emulation, as in any other thread; the real one untouched."""
     assert threading.current_thread() is threading.main_thread()
     before = stdlib_signal.getsignal(stdlib_signal.SIGALRM)
     outcome, elapsed = snippet(1)
     assert outcome == "TimeoutError('took too long')"
     assert 0.9 <= elapsed < 2.0
+    if NO_SIGNALS is not None:
+        assert stdlib_signal.getsignal(stdlib_signal.SIGALRM) is before
+        assert stdlib_signal.getitimer(stdlib_signal.ITIMER_REAL) == (0.0, 0.0)
+        return
     # It is the stdlib's own disposition that changed, exactly as with `import signal`.
     assert stdlib_signal.getsignal(stdlib_signal.SIGALRM) is not before
     assert stdlib_signal.getitimer(stdlib_signal.ITIMER_REAL) == (0.0, 0.0)
@@ -196,6 +203,11 @@ print(json.dumps(values[:-1] + [[len(guard._alarms), guard.ticking]]))
 
 
 @pytest.mark.parametrize("library", ["gevent", "eventlet"])
+@pytest.mark.skipif(
+    NO_SIGNALS is not None,
+    reason="no-signal mode: a compat alarm of a green thread that never yields rings only "
+    "once it yields (README, 'Without signals'); this runs in the default mode",
+)
 def test_alarms_reach_green_threads_that_never_yield(library: str) -> None:
     # The hub's timer cannot run while a green thread holds the CPU: the green guard
     # runs the handler in that green thread instead, as a real SIGALRM would.

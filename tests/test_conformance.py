@@ -6,8 +6,14 @@ from collections.abc import Callable
 
 import pytest
 
+from celery_timeouts._context import NO_SIGNALS
+
 from cases import CASES
 from conftest import run_in_thread
+
+# The main thread's backend: SIGALRM, or in no-signal mode (CELERY_TIMEOUTS_SIGNALS=off,
+# a platform without signals) the watchdog, which auto picks there then.
+MAIN_THREAD_BACKEND = "signal" if NO_SIGNALS is None else "thread"
 
 CONTEXTS = ["signal", "thread", "thread-in-main", "gevent", "eventlet"]
 
@@ -20,7 +26,7 @@ def test_conformance(
 ) -> None:
     func = CASES[case]
     if context == "signal":
-        func("signal")
+        func(MAIN_THREAD_BACKEND)
     elif context == "thread":
         run_in_thread(lambda: func("thread"))
     elif context == "thread-in-main":

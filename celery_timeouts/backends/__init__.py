@@ -7,19 +7,26 @@ naming the backend, the reason and the fix; it never silently switches.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 from typing import Any, NamedTuple
 
-from .._context import eventlet_context, gevent_context, is_main_thread
+from .._context import (
+    NO_SIGNALS,
+    eventlet_context,
+    gevent_context,
+    is_main_thread,
+    signals_setting_error,
+)
 from .._interpreter import MECHANISMS
 from .._validation import AUTO, validate_backend
 from ..exceptions import BackendUnavailable
 from .base import Backend
 
 ENV_VAR = "CELERY_TIMEOUTS_BACKEND"
-_HAS_SETITIMER = hasattr(signal, "setitimer")
+_SIGNALS = NO_SIGNALS is None  # SIGALRM may time the main thread
+# A bad CELERY_TIMEOUTS_SIGNALS: raised by the first scope (and by a worker at start-up).
+_SIGNALS_SETTING_ERROR = signals_setting_error()
 
 _instances: dict[str, Backend] = {}
 _creating = threading.RLock()
@@ -112,7 +119,7 @@ def _auto_choice() -> BackendChoice:
     elif name == "signal":
         reason = "main thread of the main interpreter: SIGALRM with setitimer"
     elif is_main_thread():
-        reason = "main thread, but this platform has no setitimer"
+        reason = f"main thread, but {NO_SIGNALS}: the watchdog thread"
     else:
         reason = "not the main thread: SIGALRM cannot reach it, so the watchdog thread"
         if MECHANISMS.injection_refused is not None:
@@ -125,7 +132,10 @@ def _auto_choice() -> BackendChoice:
 
 def validate_environment() -> str | None:
     """The backend `CELERY_TIMEOUTS_BACKEND` asks for, or None; ValueError if it names
-    none (a worker checks this at start-up, a script at its first scope)."""
+    none, or if `CELERY_TIMEOUTS_SIGNALS` is neither on nor off (a worker checks this at
+    start-up, a script at its first scope)."""
+    if _SIGNALS_SETTING_ERROR is not None:
+        raise ValueError(_SIGNALS_SETTING_ERROR)
     return _env_backend()
 
 
@@ -163,7 +173,7 @@ def _auto_name() -> str:
         return "gevent"
     if "eventlet" in modules and eventlet_context() is not None:
         return "eventlet"
-    if _HAS_SETITIMER and is_main_thread():
+    if _SIGNALS and is_main_thread():
         return "signal"
     return "thread"
 
@@ -175,6 +185,8 @@ def resolve(requested: str, coroutine: bool = False) -> Backend:
         if coroutine:
             requested = "asyncio"
         else:
+            if _SIGNALS_SETTING_ERROR is not None:
+                raise ValueError(_SIGNALS_SETTING_ERROR)
             override = _env_backend()
             if override is not None:
                 return _overriding(override)

@@ -20,12 +20,13 @@ import functools
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
-from .._context import is_main_thread, native_thread_id, os_lock
+from .._context import NO_SIGNALS, is_main_thread, native_thread_id, os_lock
 from .._current import current_scope, earliest
 from .._current import enclosing as enclosing_scopes
 from .._interpreter import MECHANISMS
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
 _INSTRUCTION_DELIVERY = MECHANISMS.instruction_delivery  # 3.12, 3.13 (see _interpreter)
 TICK = 0.02  # seconds between the watchdog's looks at the armed green scopes
 GRACE = 0.01  # how long past its deadline the hub's own timer gets before the guard acts
-SIGNAL: int | None = getattr(signal, "SIGURG", None)
+# None where the process uses no signals (see _context.NO_SIGNALS): the guard stays off.
+SIGNAL: int | None = getattr(signal, "SIGURG", None) if NO_SIGNALS is None else None
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +91,14 @@ class GreenGuard:
             os.register_at_fork(after_in_child=self._after_fork_in_child)
 
     def _install(self) -> bool:
-        """Install the SIGURG handler; runs once, in the main thread."""
-        if SIGNAL is None or not is_main_thread():
-            return False  # no SIGURG here, or a hub in another thread: signals can't reach it
+        """Install the SIGURG handler; runs once, in the main thread. Without signals
+        (see _context.NO_SIGNALS) there is no handler: on 3.12+ the guard delivers
+        through sys.monitoring instead (`_deliver_without_signal`)."""
+        if not is_main_thread():
+            return False  # a hub in another thread: signals can't reach it
+        if SIGNAL is None:
+            self._main_thread_id = native_thread_id()
+            return NO_SIGNALS is not None and _INSTRUCTION_DELIVERY
         current = signal.getsignal(SIGNAL)
         if current not in (signal.SIG_DFL, signal.SIG_IGN, None):
             logger.warning(
@@ -141,12 +148,39 @@ class GreenGuard:
                     self.discard_alarm(alarm)  # its greenlet ended: nobody to ring
             armed: tuple[TimeoutScope | GuardedAlarm, ...] = (*tuple(self._scopes), *alarms)
             due = any(not item._fired and item._deadline <= overdue for item in armed)
+            if not due:
+                pass
+            elif SIGNAL is None:
+                self._deliver_without_signal(overdue)
             # Only while our handler is in place: another one may have replaced it since.
-            if due and signal.getsignal(SIGNAL) is self._handler:  # type: ignore[arg-type]
-                signal.pthread_kill(self._main_thread_id, SIGNAL)  # type: ignore[arg-type]
+            elif signal.getsignal(SIGNAL) is self._handler:
+                signal.pthread_kill(self._main_thread_id, SIGNAL)
         finally:  # whatever happened, the next tick comes (or `ticking` is cleared)
             if self._keep_ticking():
                 self._schedule()
+
+    def _deliver_without_signal(self, overdue: float) -> None:
+        """No SIGURG (see `_install`): an overdue scope whose greenlet holds the hub's
+        thread right now (its `with` is on that thread's stack) gets its timeout at that
+        greenlet's next safe instruction, through sys.monitoring; the callback raises
+        only in that greenlet. Scopes of greenlets that are not running get it from
+        the hub's timer when they yield. Compat alarms are not rung this way."""
+        watchdog = self._watchdog
+        frame = sys._current_frames().get(self._main_thread_id)
+        if watchdog is None or frame is None:
+            return
+        for scope in tuple(self._scopes):
+            if scope._fired or scope._deadline > overdue or scope._fire_attempts:
+                continue
+            if not _on_stack(scope._entry_frame, frame):
+                continue
+            if watchdog.watch_next_instruction(
+                self._main_thread_id, scope, frame,
+                functools.partial(_fire, scope), functools.partial(_runs_here, scope),
+                until=scope._entry_frame,
+            ):
+                scope._fire_attempts = 1  # its disarm withdraws the delivery
+            return
 
     def _keep_ticking(self) -> bool:
         # add() puts the scope in the set before it reads `ticking`: so after clearing
@@ -257,6 +291,15 @@ class GreenGuard:
         self.ticking = False
         self._lock = os_lock()
         self._main_thread_id = native_thread_id()  # the forking thread: main in the child
+
+
+def _on_stack(entry: FrameType | None, frame: FrameType | None) -> bool:
+    """True if `entry` is `frame` or one of the frames it was called from."""
+    while frame is not None:
+        if frame is entry:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _fire(scope: TimeoutScope) -> BaseException:

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 _NOTHING: Any = object()
 _IDLE = math.inf  # _armed_for when the itimer is not ours (never compared as "earlier")
 _monotonic = time.monotonic
-_ITIMER_REAL = signal.ITIMER_REAL
+_ITIMER_REAL = getattr(signal, "ITIMER_REAL", 0)  # (a platform without it never arms)
 _MIN_DELAY = 1e-6  # setitimer(…, 0) would disarm instead of firing at once
 _RETRY_DELAY = 0.0005  # when the signal lands in library code, try again shortly
 # How far an itimer read back may be from what we set and still be ours.

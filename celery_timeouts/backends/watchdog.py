@@ -326,18 +326,20 @@ class WatchdogBackend(Backend):
         frame: FrameType,
         fire: Callable[[], BaseException],
         runs_here: Callable[[], bool],
+        until: FrameType | None = None,
     ) -> bool:
-        """Have `fire()` raised at thread `thread_id`'s next safe instruction, from
-        `frame` out (3.12+, `instruction_events`), for the green guard, which has no
-        injection of its own. False, asking nothing, when the lock is busy, another
-        delivery is pending there or sys.monitoring has no tool id: try again later."""
+        """Have `fire()` raised at thread `thread_id`'s next safe instruction, in
+        `frame` or the frames out to `until` (3.12+, `instruction_events`), where
+        `runs_here()` says yes: for the green guard, which has no injection of its own.
+        False, asking nothing, when the lock is busy, another delivery is pending there
+        or sys.monitoring has no tool id: try again later."""
         if not self._lock.acquire(False):
             return False
         try:
             deliveries = self._next_instruction
             if deliveries.busy_with_another(thread_id, scope) or not deliveries.available():
                 return False
-            deliveries.watch(thread_id, scope, frame, frame, fire, runs_here)
+            deliveries.watch(thread_id, scope, frame, until or frame, fire, runs_here)
             return True
         finally:
             self._lock.release()

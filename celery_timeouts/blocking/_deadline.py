@@ -19,7 +19,7 @@ from collections.abc import Callable
 from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._context import is_green_patched, is_main_thread
+from .._context import NO_SIGNALS, is_green_patched, is_main_thread
 from .._current import ScopeState, suspended
 from .._current import innermost as _innermost
 from .._unwind import protected
@@ -40,9 +40,10 @@ RECHECK = 0.25
 TIMED_OUT: Any = object()
 
 def in_worker_thread() -> bool:
-    """True in an OS thread that is not the main thread, in a process without green
-    threads: where only the watchdog's injections reach, and only in Python code."""
-    return not is_main_thread() and not is_green_patched()
+    """True where only the watchdog's injections reach, and only in Python code: an OS
+    thread in a process without green threads, other than the main thread (which
+    SIGALRM interrupts in its system calls), unless signals are off."""
+    return (NO_SIGNALS is not None or not is_main_thread()) and not is_green_patched()
 
 
 def limiting_scope() -> TimeoutScope | None:

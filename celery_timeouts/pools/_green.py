@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Callable
 from typing import Any
 
-from .._context import native_thread_id
+from .._context import NO_SIGNALS, native_thread_id
 from ._control_relay import say_from_any_thread, stop_relay_of
-from ._limits import STUCK_AFTER, RunningJob, RunningJobs, run_job
+from ._limits import STUCK_AFTER, RunningJob, RunningJobs, ask_for_a_warm_restart, run_job
 from ._stuck import format_stack, job_frames_in_thread
 from .options import options_for
 
@@ -53,7 +51,9 @@ class GreenPoolControl:
                 f"celery-timeouts: {stuck} tasks are stuck (limit {self._max_stuck}): "
                 f"asking the worker for a warm restart"
             )
-            os.kill(os.getpid(), signal.SIGHUP)
+            if not ask_for_a_warm_restart():
+                say_from_any_thread("celery-timeouts: this platform has no SIGHUP: restart "
+                                    "the worker yourself")
 
     def _get_info(self) -> dict[str, Any]:
         info: dict[str, Any] = super()._get_info()  # type: ignore[misc]
@@ -102,4 +102,8 @@ GREEN_LIMITS_LOG = (
     "celery-timeouts: %s pool — soft and hard limits enforced by hub timers in each "
     "task's greenlet, and by a SIGURG from the watchdog thread for a task that never "
     "yields (a CPU loop); only a call blocked inside C code cannot be interrupted"
+    if NO_SIGNALS is None else
+    "celery-timeouts: %s pool — soft and hard limits enforced by hub timers in each "
+    f"task's greenlet; a task that never yields (a CPU loop) is not interrupted: "
+    f"{NO_SIGNALS}, and the guard that stops such tasks needs SIGURG"
 )

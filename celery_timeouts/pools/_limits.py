@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -72,6 +73,16 @@ def job_scopes(soft: float | None, hard: float | None) -> tuple[FinalScope, Time
 
 
 SOFT_SIGNAL = int(getattr(signal, "SIGUSR1", 10))  # prefork's "raise the soft limit"
+
+
+def ask_for_a_warm_restart() -> bool:
+    """Celery's warm restart (SIGHUP: the worker re-executes its command once running
+    tasks end); False where the platform has no SIGHUP (Windows)."""
+    restart = getattr(signal, "SIGHUP", None)
+    if restart is None:
+        return False
+    os.kill(os.getpid(), restart)
+    return True
 
 
 # How often the hard limit is delivered again to a body that keeps running after it: a

@@ -1,5 +1,10 @@
 """`-P solo` with time limits: the task runs in the worker's main thread, so both limits
-use SIGALRM (the signal backend), which also interrupts blocking calls there."""
+use SIGALRM (the signal backend), which also interrupts blocking calls there.
+
+Without signals (`CELERY_TIMEOUTS_SIGNALS=off`, or a platform that has none) the
+watchdog thread delivers them into the main thread instead, and the stdlib's blocking
+calls are patched to end at the limits (`celery_timeouts.blocking`), as on `-P threads`.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,11 @@ from typing import Any
 
 from celery.concurrency import solo as stock
 
+from .._context import NO_SIGNALS
 from ._control_relay import stop_relay_of
+from ._interrupt import blocking_calls_line, interrupt_blocking_calls, leave_blocking_calls
 from ._limits import RunningJobs, effective_limit, logger, run_job
+from .options import options_for
 
 
 class TaskPool(stock.TaskPool):
@@ -22,6 +30,7 @@ class TaskPool(stock.TaskPool):
         self._soft_default: float | None = self.options.get("soft_timeout")
         self._hard_default: float | None = self.options.get("timeout")
         self.running_jobs = RunningJobs()
+        self._patched_blocking = False  # whether this pool turned blocking.patch() on
 
     @property
     def busy_with_a_task(self) -> bool:
@@ -39,12 +48,24 @@ class TaskPool(stock.TaskPool):
     def on_stop(self) -> None:
         stop_relay_of(self)
         super().on_stop()
+        if self._patched_blocking:
+            self._patched_blocking = False
+            leave_blocking_calls()
 
     def on_start(self) -> None:
         super().on_start()
+        if NO_SIGNALS is None:
+            logger.info(
+                "celery-timeouts: solo pool — soft and hard limits enforced by SIGALRM in "
+                "the main thread"
+            )
+            return
+        interrupt = options_for(self.app).interrupt_blocking
+        if interrupt:
+            self._patched_blocking = interrupt_blocking_calls()
         logger.info(
-            "celery-timeouts: solo pool — soft and hard limits enforced by SIGALRM in the "
-            "main thread"
+            "celery-timeouts: solo pool — soft and hard limits enforced by the watchdog "
+            "thread in the main thread (%s); %s", NO_SIGNALS, blocking_calls_line(interrupt),
         )
 
     def _get_info(self) -> dict[str, Any]:

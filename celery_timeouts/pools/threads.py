@@ -23,7 +23,6 @@ import itertools
 import math
 import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -35,7 +34,15 @@ from celery.worker import state as worker_state
 
 from ..backends.watchdog import shared_watchdog
 from ._interrupt import blocking_calls_line, interrupt_blocking_calls, leave_blocking_calls
-from ._limits import BODY_CODE, SOFT_SIGNAL, RunningJobs, effective_limit, logger, run_job
+from ._limits import (
+    BODY_CODE,
+    SOFT_SIGNAL,
+    RunningJobs,
+    ask_for_a_warm_restart,
+    effective_limit,
+    logger,
+    run_job,
+)
 from ._stuck import format_stack, task_id_of, thread_frames
 from .options import options_for
 
@@ -452,4 +459,6 @@ class TaskPool(stock.TaskPool):
                 "warm restart",
                 stuck, self._max_abandoned,
             )
-            os.kill(os.getpid(), signal.SIGHUP)
+            if not ask_for_a_warm_restart():
+                logger.critical("celery-timeouts: this platform has no SIGHUP: restart the "
+                                "worker yourself")
