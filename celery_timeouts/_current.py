@@ -106,13 +106,16 @@ def suspended(scope: TimeoutScope, frame: FrameType | None = None) -> bool:
     entry = scope._entry_frame
     if entry is None or not entry.f_code.co_flags & SUSPENDABLE:
         return False
-    if frame is None:
-        frame = sys._getframe(1)
+    return not on_stack(entry, sys._getframe(1) if frame is None else frame)
+
+
+def on_stack(wanted: FrameType | None, frame: FrameType | None) -> bool:
+    """True if `wanted` is `frame` or one of the frames it was called from."""
     while frame is not None:
-        if frame is entry:
-            return False
+        if frame is wanted:
+            return True
         frame = frame.f_back
-    return True
+    return False
 
 
 def being_closed(scope: TimeoutScope, handled: object) -> bool:

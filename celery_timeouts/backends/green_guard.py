@@ -27,7 +27,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
 from .._context import NO_SIGNALS, is_main_thread, native_thread_id, os_lock
-from .._current import current_scope, earliest
+from .._current import current_scope, earliest, on_stack
 from .._current import enclosing as enclosing_scopes
 from .._interpreter import MECHANISMS
 from .._on_timeout import run_deadline_callbacks
@@ -172,7 +172,7 @@ class GreenGuard:
         for scope in tuple(self._scopes):
             if scope._fired or scope._deadline > overdue or scope._fire_attempts:
                 continue
-            if not _on_stack(scope._entry_frame, frame):
+            if not on_stack(scope._entry_frame, frame):
                 continue
             if watchdog.watch_next_instruction(
                 self._main_thread_id, scope, frame,
@@ -291,15 +291,6 @@ class GreenGuard:
         self.ticking = False
         self._lock = os_lock()
         self._main_thread_id = native_thread_id()  # the forking thread: main in the child
-
-
-def _on_stack(entry: FrameType | None, frame: FrameType | None) -> bool:
-    """True if `entry` is `frame` or one of the frames it was called from."""
-    while frame is not None:
-        if frame is entry:
-            return True
-        frame = frame.f_back
-    return False
 
 
 def _fire(scope: TimeoutScope) -> BaseException:
