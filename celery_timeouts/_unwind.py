@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dis
 import functools
+import os
 import sys
+import threading
 from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, TypeVar, cast
@@ -176,6 +178,40 @@ def stack_has_handler_holes(frame: FrameType | None, until: FrameType | None) ->
             return False
         frame = frame.f_back
     return False
+
+
+def _stdlib_files_holding_locks() -> frozenset[str]:
+    """The stdlib files whose code holds a lock, or has half-updated shared state, between
+    two instructions where an asynchronous exception can land.
+
+    `Condition.__enter__` returns after acquiring the lock: a timeout raised at that
+    return leaves the lock held (the `with` was never entered), and every thread that
+    uses the queue or condition deadlocks. `logging.Handler.handle` acquires before its
+    `try`; `Queue.get` has taken the item before it returns it; importlib's module locks
+    and contextlib's `__enter__` are alike. Their functions are short, or wait in C
+    where nothing lands anyway, so a timeout waits until the thread is out of them.
+    """
+    stdlib = os.path.dirname(threading.Condition.__enter__.__code__.co_filename)
+    relative = (
+        "threading.py", "queue.py", "contextlib.py", "logging/__init__.py",
+        "logging/handlers.py", "concurrent/futures/_base.py", "concurrent/futures/thread.py",
+    )
+    files = {os.path.join(stdlib, *name.split("/")) for name in relative}
+    files.update(("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>"))
+    lock_manager = getattr(sys.modules.get("_frozen_importlib"), "_ModuleLockManager", None)
+    if lock_manager is not None:  # however this build names its frozen code
+        files.add(lock_manager.__enter__.__code__.co_filename)
+    return frozenset(files)
+
+
+_HOLDS_LOCKS = _stdlib_files_holding_locks()
+
+
+def must_not_land(frame: FrameType) -> bool:
+    """True if a timeout raised at `frame`, the thread's innermost frame, could escape a
+    `with` or break what others rely on: library enter/exit code is on the stack, or the
+    stdlib is between acquiring a lock and guarding it (see _stdlib_files_holding_locks)."""
+    return frame.f_code.co_filename in _HOLDS_LOCKS or in_protected_code(frame)
 
 
 def in_protected_code(frame: FrameType | None) -> bool:

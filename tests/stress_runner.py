@@ -22,7 +22,9 @@ scope that fired, and that no scope is left behind as the innermost one.
 
 from __future__ import annotations
 
+import faulthandler
 import json
+import os
 import random
 import sys
 import time
@@ -159,7 +161,6 @@ def settle() -> None:
 
 
 if BLOCKING:
-    import os
     import queue
     import socket
     import traceback
@@ -559,8 +560,11 @@ def run() -> None:
         asyncio.run(main())
 
 
+# A run that hangs prints every thread's stack and exits, well before the test's timeout.
+faulthandler.dump_traceback_later(float(os.environ.get("STRESS_HANG_AFTER", "240")), exit=True)
 started = time.monotonic()
 run()
+faulthandler.cancel_dump_traceback_later()
 print(json.dumps({
     "backend": mode,
     "counts": dict(counts),

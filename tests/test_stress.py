@@ -29,11 +29,11 @@ def race(mode: str, rounds: int, workers: int, *, both_sides: int) -> None:
     exit won at least `both_sides` rounds (a race, not a formality)."""
     completed = subprocess.run(
         [sys.executable, str(TESTS / "stress_runner.py"), mode, str(rounds), str(workers)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=280,
         env={**os.environ, "PYTHONPATH": str(TESTS.parent)},
     )
     # A SIGALRM or injection that escaped would kill the process or fail the round.
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.returncode == 0, completed.stderr[-20000:]
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     counts = report["counts"]
     assert report["problems"] == [], report

@@ -12,7 +12,7 @@ import sys
 from types import CodeType, FrameType
 
 from .._interpreter import MECHANISMS
-from .._unwind import at_handler_hole, handler_holes, in_protected_code, stack_has_handler_holes
+from .._unwind import at_handler_hole, handler_holes, must_not_land, stack_has_handler_holes
 
 # Instructions after which (or at which) CPython checks for pending asynchronous
 # exceptions before running any other instruction of the thread.
@@ -61,7 +61,7 @@ def landing(frame: FrameType, entry_frame: FrameType | None) -> str:
     """How a timeout can reach user code from where the thread is now: injected `NOW`,
     `LATER` (from somewhere else), or only `AT_NEXT_INSTRUCTION` that is safe, through
     sys.monitoring (instruction_events, 3.12+)."""
-    if in_protected_code(frame):
+    if must_not_land(frame):
         return LATER
     if _DELIVERED_AT_NEXT_CHECK and stack_has_handler_holes(frame, until=entry_frame):
         # Injected, it would land at the thread's next check, somewhere between here and

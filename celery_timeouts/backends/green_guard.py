@@ -31,7 +31,7 @@ from .._current import current_scope, earliest, on_stack
 from .._current import enclosing as enclosing_scopes
 from .._interpreter import MECHANISMS
 from .._on_timeout import run_deadline_callbacks
-from .._unwind import at_handler_hole, in_protected_code, protected
+from .._unwind import at_handler_hole, must_not_land, protected
 
 if TYPE_CHECKING:
     from .._scope import TimeoutScope
@@ -224,7 +224,7 @@ class GreenGuard:
         alarm = self._overdue_alarm_here(now)
         if alarm is None:
             return None
-        if frame is not None and (in_protected_code(frame) or at_handler_hole(frame)):
+        if frame is not None and (must_not_land(frame) or at_handler_hole(frame)):
             # The next tick tries again. At a 3.13 loop back-jump the handler's exception
             # would skip the loop's handlers: such an alarm waits for a safe place, which
             # a loop with no call in it never reaches (an overdue scope still fires).
@@ -244,8 +244,8 @@ class GreenGuard:
                 return  # this signal interrupted a registration: the next tick tries again
             if target._deadline > time.monotonic():
                 return  # a callback moved the deadline later
-        if frame is not None and in_protected_code(frame):
-            return  # in the library's enter/exit code: the next tick tries again
+        if frame is not None and must_not_land(frame):
+            return  # library enter/exit code, or a lock being taken: the next tick retries
         if frame is not None and at_handler_hole(frame):
             # A loop back-jump that the try around it does not cover (3.13): raising here
             # would skip its handlers. A loop without calls is only ever interrupted

@@ -27,7 +27,7 @@ from typing import Any
 
 from .._context import native_thread_id
 from .._interpreter import MECHANISMS
-from .._unwind import handler_holes, in_protected_code
+from .._unwind import handler_holes, must_not_land
 
 # Python 3.12+; used only where this delivery was verified (see _interpreter).
 _MONITORING: Any = getattr(sys, "monitoring", None) if MECHANISMS.instruction_delivery else None
@@ -161,8 +161,8 @@ class InstructionDelivery:
         thread_id = native_thread_id()
         if thread_id not in self._by_thread:
             return  # another thread running the same code
-        if offset in _unsafe_offsets(code) or in_protected_code(sys._getframe(1)):
-            return  # it would skip handlers here, or this is the library's own code
+        if offset in _unsafe_offsets(code) or must_not_land(sys._getframe(1)):
+            return  # it would skip handlers here, or this is library or lock-taking code
         with self.lock:
             watch = self._by_thread.get(thread_id)
             if watch is None or (watch.accept is not None and not watch.accept()):
