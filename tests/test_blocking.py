@@ -114,8 +114,16 @@ def silent_server(cleanup: Callable[[Callable[[], object]], None]) -> tuple[str,
             while True:
                 accepted.append(server.accept()[0])
 
-    threading.Thread(target=serve, daemon=True).start()
+    serving = threading.Thread(target=serve, daemon=True)
+    serving.start()
+    cleanup(lambda: serving.join(10))
+    cleanup(lambda: _wake_accept(server))  # runs first: a close alone leaves accept() waiting
     return server.getsockname()[:2]
+
+
+def _wake_accept(server: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        server.shutdown(socket.SHUT_RDWR)
 
 
 def filled(sock: socket.socket) -> socket.socket:
