@@ -42,6 +42,7 @@ from ..exceptions import BackendUnavailable
 from ._landing import _DELIVERED_AT_NEXT_CHECK
 from ._landing import AT_NEXT_INSTRUCTION as _AT_NEXT_INSTRUCTION
 from ._landing import LATER as _LATER
+from ._landing import NOW as _NOW
 from ._landing import landing as _landing
 from ._watched import Callback, Delivery, Wakeup
 from .base import Backend
@@ -346,9 +347,13 @@ class WatchdogBackend(Backend):
 
     @protected
     def withdraw_next_instruction(self, thread_id: int, scope: TimeoutScope) -> None:
-        """Withdraw what `watch_next_instruction` asked for, unless it landed already."""
+        """Withdraw what `watch_next_instruction` or `inject_where_it_runs` asked for,
+        unless it landed already."""
         with self._lock:
             self._next_instruction.withdraw(thread_id, scope)
+            if self._pending.get(thread_id) is scope:
+                del self._pending[thread_id]
+                _clear_async_exc(thread_id, None)
 
     def _push(self, item: Callback | Delivery) -> None:
         entry: tuple[float, int, _Timed] = (item._deadline, next(self._sequence), item)
@@ -400,6 +405,11 @@ class WatchdogBackend(Backend):
                                      "meet a 3.13 loop back-jump are raised at exit instead")
                     deliveries.disable()
             return False  # retried: frames the thread enters meanwhile get watched too
+        return self._inject(thread_id, scope, frame)
+
+    def _inject(self, thread_id: int, scope: TimeoutScope | Delivery, frame: FrameType) -> bool:
+        """Have the thread, paused at `frame`, raise the timeout there; False if it moved
+        meanwhile (the injection taken back). The lock is held."""
         position = (frame, frame.f_lasti)
         landed = functools.partial(self._landed, thread_id, scope)
         if isinstance(scope, Delivery):
@@ -414,6 +424,31 @@ class WatchdogBackend(Backend):
         self._pending[thread_id] = scope
         scope._fired = True
         return True
+
+    def inject_where_it_runs(
+        self, thread_id: int, scope: TimeoutScope, runs_here: Callable[[FrameType], bool]
+    ) -> bool:
+        """Raise `scope`'s timeout in thread `thread_id` right where it is paused, if
+        `runs_here(frame)` says that is the scope's body and the exception can land only
+        there: Python 3.10 to 3.12 raise an injection where the thread was interrupted.
+        For the green guard without signals, on 3.10 and 3.11 (3.12+ use
+        `watch_next_instruction`). False, injecting nothing, if it cannot now: the lock
+        is busy, something is pending there, or the place is not safe; try again later."""
+        if _DELIVERED_AT_NEXT_CHECK or not self._lock.acquire(False):
+            return False
+        try:
+            frame = sys._current_frames().get(thread_id)
+            if (
+                frame is None
+                or thread_id in self._pending
+                or self._next_instruction.pending_in(thread_id)
+                or not runs_here(frame)
+                or _landing(frame, scope._entry_frame) is not _NOW
+            ):
+                return False
+            return self._inject(thread_id, scope, frame)
+        finally:
+            self._lock.release()
 
     def _landed(self, thread_id: int, item: TimeoutScope | Delivery) -> None:
         """Runs in the target thread where the injection lands: nothing is pending now,
