@@ -333,36 +333,6 @@ def main_thread_guard() -> GreenGuard | None:
     return _guard if _guard.installed else None
 
 
-class GuardedHub:
-    """Mixed into a green backend: the main thread's hub, whose scopes get guarded.
-
-    Only scopes of the main thread's hub are guarded: a signal reaches no other thread.
-    The backend's `arm` reads `_guard` when the hub is `_guarded_hub`, else calls
-    `_adopt_hub`; its `disarm` calls `_unguard`.
-    """
-
-    _guarded_hub: object = None
-    _guard: GreenGuard | None = None
-
-    def _unguard(self, scope: TimeoutScope) -> None:
-        """Replaced by the guard's set removal once a guard is adopted."""
-
-    def _withdraw(self, scope: TimeoutScope) -> None:
-        """Withdraw a delivery the guard asked for at the next instruction (3.13)."""
-        if self._guard is not None:
-            self._guard.withdraw(scope)
-
-    def _adopt_hub(self, hub: object) -> GreenGuard | None:
-        """The guard for scopes of `hub` (not the hub seen so far), or None."""
-        if not is_main_thread():
-            return None
-        self._guarded_hub = hub
-        guard = self._guard = main_thread_guard()
-        if guard is not None:
-            self._unguard = guard.discard  # type: ignore[method-assign,assignment]
-        return guard
-
-
 __all__ = [
-    "GRACE", "SIGNAL", "TICK", "GreenGuard", "GuardedAlarm", "GuardedHub", "main_thread_guard",
+    "GRACE", "SIGNAL", "TICK", "GreenGuard", "GuardedAlarm", "main_thread_guard",
 ]
