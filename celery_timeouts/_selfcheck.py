@@ -13,12 +13,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 LIMIT = 0.2
 
 
-def _busy_until_timeout() -> dict[str, Any]:
+def _timed_here(body: Callable[[], object]) -> dict[str, Any]:
+    """Run `body` (about 5 s) under a LIMIT scope here: which backend, and what happened."""
     from . import TaskTimeout, detect_backend, portable_timeout
 
     choice = detect_backend()
@@ -26,8 +28,7 @@ def _busy_until_timeout() -> dict[str, Any]:
     outcome = "ran to the end (NOT interrupted)"
     try:
         with portable_timeout(LIMIT):
-            while time.monotonic() - started < 5:
-                pass
+            body()
     except TaskTimeout as error:
         outcome = f"TaskTimeout: {error}"
     return {
@@ -36,6 +37,16 @@ def _busy_until_timeout() -> dict[str, Any]:
         "outcome": outcome,
         "seconds": round(time.monotonic() - started, 3),
     }
+
+
+def _spin() -> None:
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        pass
+
+
+def _busy_until_timeout() -> dict[str, Any]:
+    return _timed_here(_spin)
 
 
 def _in_thread() -> dict[str, Any]:
@@ -81,23 +92,9 @@ def _in_green(library: str) -> dict[str, Any]:
 
         eventlet.monkey_patch()
         spawn, join = eventlet.spawn, (lambda g: g.wait())
-    from . import TaskTimeout, detect_backend, portable_timeout
 
     def work() -> dict[str, Any]:
-        choice = detect_backend()
-        started = time.monotonic()
-        outcome = "ran to the end (NOT interrupted)"
-        try:
-            with portable_timeout(LIMIT):
-                time.sleep(5)  # patched: yields to the hub
-        except TaskTimeout as error:
-            outcome = f"TaskTimeout: {error}"
-        return {
-            "backend": choice.name,
-            "reason": choice.reason,
-            "outcome": outcome,
-            "seconds": round(time.monotonic() - started, 3),
-        }
+        return _timed_here(lambda: time.sleep(5))  # patched: yields to the hub
 
     result: dict[str, Any] = join(spawn(work))  # type: ignore[no-untyped-call]
     return result

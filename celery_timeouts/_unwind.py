@@ -61,9 +61,10 @@ class _Landing(type):
     def __call__(cls, *args: object) -> BaseException:
         cls.landed()
         frame = sys._getframe(1)
-        if frame.f_code in _EXIT_ENTRIES and frame.f_lasti <= _EXIT_ENTRIES[frame.f_code]:
-            exiting: TimeoutScope = frame.f_locals["self"]
-            return exiting._exit_before_it_ran(cls.scope, frame.f_locals["exc"])
+        exit_call = _exit_not_run(frame)
+        if exit_call is not None:
+            exiting, exc = exit_call
+            return exiting._exit_before_it_ran(cls.scope, exc)
         unwinding = cls.scope._unwinding()
         if isinstance(unwinding, ScopeTimeout):
             return unwinding
@@ -96,10 +97,11 @@ class _Relaying(type):
     def __call__(cls, *args: object) -> BaseException:
         cls.landed()
         frame = sys._getframe(1)
-        if frame.f_code in _EXIT_ENTRIES and frame.f_lasti <= _EXIT_ENTRIES[frame.f_code]:
+        exit_call = _exit_not_run(frame)
+        if exit_call is not None:
             # It reached a scope's __exit__ before that exit ran (3.13): the exit will
             # not run, so leave the scope here; the exception goes on past the `with`.
-            frame.f_locals["self"]._leave()
+            exit_call[0]._leave()
         # Raised, not returned: 3.10 and 3.11 would otherwise keep the injected class as
         # the exception's type when matching `except` clauses.
         raise cls.exception
@@ -114,15 +116,28 @@ def raising_on_landing(
     return cast(type[BaseException], _Relaying("RelayedException", (BaseException,), namespace))
 
 
-_EXIT_ENTRIES: dict[CodeType, int] = {}  # __exit__ code -> offset of its first check
+# __exit__ code -> offset of its first check, and the names of its `self` and `exc`
+_EXIT_ENTRIES: dict[CodeType, tuple[int, str, str]] = {}
 
 
 def exit_entry(func: _F) -> _F:
-    """Register a scope's `__exit__`: a timeout landing at its entry is settled there."""
+    """Register a scope's `__exit__(self, exc_type, exc, traceback)`: a timeout landing at
+    its entry is settled there. Its parameters are found by position, not by name."""
     code = func.__code__
     resumes = (i.offset for i in dis.get_instructions(code) if i.opname == "RESUME")
-    _EXIT_ENTRIES[code] = next(resumes, 0)  # Python 3.10 has no RESUME: its first instruction
+    first_check = next(resumes, 0)  # Python 3.10 has no RESUME: its first instruction
+    _EXIT_ENTRIES[code] = (first_check, code.co_varnames[0], code.co_varnames[2])
     return func
+
+
+def _exit_not_run(frame: FrameType) -> tuple[TimeoutScope, BaseException | None] | None:
+    """If `frame` is a registered `__exit__` that has not run yet: its scope and `exc`."""
+    entry = _EXIT_ENTRIES.get(frame.f_code)
+    if entry is None or frame.f_lasti > entry[0]:
+        return None
+    _, self_name, exc_name = entry
+    local = frame.f_locals
+    return local[self_name], local[exc_name]
 
 
 def protected(func: _F) -> _F:

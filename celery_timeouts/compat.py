@@ -27,11 +27,11 @@ import signal as _stdlib
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _compat_args as _args
 from ._alarm_clocks import SIGALRM, _clock, _driver, _Handler, _set_timer
+from ._patching import patched_for_a_block
 from ._unwind import protected
 
 if TYPE_CHECKING:
@@ -175,16 +175,9 @@ def is_patched() -> bool:
     return any(getattr(_stdlib, name) is ours[name] for name in _ORIGINALS)
 
 
-@contextlib.contextmanager
-def patched() -> Iterator[None]:
+def patched() -> contextlib.AbstractContextManager[None]:
     """`patch()` for the duration of a `with` block; unpatches only if it patched."""
-    already = is_patched()
-    patch()
-    try:
-        yield
-    finally:
-        if not already:
-            unpatch()
+    return patched_for_a_block(is_patched, patch, unpatch)
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -507,7 +507,7 @@ def test_a_relayed_exception_landing_at_the_entry_of_exit_still_leaves_the_scope
     # `__exit__`. A handler's exception landing there must leave the scope on its way.
     from celery_timeouts import current_scope, portable_timeout
     from celery_timeouts._unwind import raising_on_landing
-    from celery_timeouts.backends.watchdog import _set_async_exc
+    from celery_timeouts.backends._landing import set_async_exc
 
     state: dict[str, Any] = {"go": False}
     entered = threading.Event()
@@ -542,7 +542,7 @@ def test_a_relayed_exception_landing_at_the_entry_of_exit_still_leaves_the_scope
     interval = sys.getswitchinterval()
     sys.setswitchinterval(100)  # keep the GIL until both are done
     try:
-        _set_async_exc(state["thread_id"], raising_on_landing(error))
+        set_async_exc(state["thread_id"], raising_on_landing(error))
         state["go"] = True
     finally:
         sys.setswitchinterval(interval)

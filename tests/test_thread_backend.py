@@ -164,7 +164,7 @@ def test_timeout_delivered_at_the_entry_of_exit_is_settled_there() -> None:
     from celery_timeouts import current_scope
     from celery_timeouts._unwind import injectable
     from celery_timeouts.backends import get_backend
-    from celery_timeouts.backends.watchdog import _set_async_exc
+    from celery_timeouts.backends._landing import set_async_exc
 
     watchdog = get_backend("thread")
     state: dict[str, object] = {"go": False}
@@ -201,7 +201,7 @@ def test_timeout_delivered_at_the_entry_of_exit_is_settled_there() -> None:
         with watchdog._lock:
             watchdog._pending[scope._thread_id] = scope  # as the watchdog records it
             scope._fired = True
-            _set_async_exc(scope._thread_id, injectable(scope))
+            set_async_exc(scope._thread_id, injectable(scope))
             state["go"] = True
     finally:
         sys.setswitchinterval(interval)

@@ -1,14 +1,17 @@
 """Where a timeout injected into another thread would land, judged from that thread's
 frame: at once (the thread is at an instruction where CPython checks for it, in user
 code), later (somewhere else), or only at its next safe instruction through
-sys.monitoring (a loop whose closing jump lies outside its handlers, 3.12+).
+sys.monitoring (a loop whose closing jump lies outside its handlers, 3.12+); and the
+injection itself, PyThreadState_SetAsyncExc.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dis
 import functools
 import sys
+from collections.abc import Callable
 from types import CodeType, FrameType
 
 from .._interpreter import MECHANISMS
@@ -52,6 +55,26 @@ def _loop_closing_jumps(code: CodeType) -> frozenset[int]:
 # the thread was interrupted (cpython#139622).
 _DELIVERED_AT_NEXT_CHECK = sys.version_info >= (3, 13)
 _INSTRUCTION_DELIVERY = MECHANISMS.instruction_delivery  # 3.12, 3.13 (see _interpreter)
+
+
+# Our own prototypes: setting argtypes on ctypes.pythonapi's shared function object would
+# change it for every other library in the process. The clearing variant passes NULL.
+# Where the interpreter has no such function, or injecting is unsafe (PyPy, free-threaded
+# builds: see _interpreter), scopes refuse to arm and these are never reached with a
+# target; they report "no thread found", as CPython's does for an unknown thread id.
+def _no_async_exc(thread_id: int, exception: object) -> int:
+    return 0
+
+
+set_async_exc: Callable[[int, object], int] = _no_async_exc
+clear_async_exc: Callable[[int, object], int] = _no_async_exc
+if MECHANISMS.injection_refused is None:
+    set_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)(
+        ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
+    )
+    clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
+        ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
+    )
 
 
 NOW, LATER, AT_NEXT_INSTRUCTION = "now", "later", "at the next safe instruction"

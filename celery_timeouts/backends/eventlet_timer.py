@@ -17,17 +17,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._context import eventlet_context, os_lock
-from .._current import RESUME_POLL, ScopeState, suspended
-from .._on_timeout import run_deadline_callbacks
+from .._current import ScopeState
 from .._unwind import protected
-from .base import Backend
-from .green_guard import GuardedHub
+from ._green import GreenTimerBackend, at_deadline
 
 if TYPE_CHECKING:
     from .._scope import TimeoutScope
 
 
-class EventletBackend(GuardedHub, Backend):
+class EventletBackend(GreenTimerBackend):
     name = "eventlet"
 
     def __init__(self) -> None:
@@ -54,35 +52,13 @@ class EventletBackend(GuardedHub, Backend):
             )
         return None
 
-    @protected
-    def arm(self, scope: TimeoutScope) -> None:
-        # Just armed: the deadline is `seconds` from now.
-        hub = self._get_hub()
-        seconds = scope.seconds
-        if seconds is None or scope._cancel_called:
-            seconds = 0.0 if scope._deadline != math.inf else None
+    def _start_timer(self, scope: TimeoutScope, hub: Any, seconds: float | None) -> None:
         timer = scope._handle = _ThrowTimer(scope, self._getcurrent(), hub, seconds)
-        try:
-            if hub is not self._waking:
-                _set_up_waker(hub)
-                self._waking = hub  # the hub of the last arm: set up (cheap to check)
-            if seconds is not None:  # a scope without a limit: reschedule() adds it
-                hub.add_timer(timer)
-            guard = self._guard if hub is self._guarded_hub else self._adopt_hub(hub)
-            if guard is not None:
-                guard.add(scope)
-                if not guard.ticking:
-                    guard.start()
-        except BaseException:  # entry failed: leave no timer and no guard behind
-            self.disarm(scope)
-            raise
-
-    @protected
-    def disarm(self, scope: TimeoutScope) -> None:
-        scope._handle.cancel()
-        self._unguard(scope)
-        if scope._fire_attempts:  # the guard asked for a delivery at an instruction (3.13)
-            self._withdraw(scope)
+        if hub is not self._waking:
+            _set_up_waker(hub)
+            self._waking = hub  # the hub of the last arm: set up (cheap to check)
+        if seconds is not None:  # a scope without a limit: reschedule() adds it
+            hub.add_timer(timer)
 
     def reschedule_refusal(self, scope: TimeoutScope) -> str | None:
         hub = scope._handle._hub
@@ -210,30 +186,17 @@ class _ThrowTimer:
 
     def __call__(self) -> None:
         """Runs in the hub when the deadline passes."""
-        if not self.called:
-            scope = self._scope
-            if scope is not None and scope._deadline > time.monotonic():
-                # Moved later from another thread, not replaced yet: wait the rest.
-                self.seconds = scope._deadline - time.monotonic()
-                self._hub.add_timer(self)
-                return
-            frame = self._greenlet.gr_frame  # None once the green thread is dead
-            if scope is not None and frame is not None and suspended(scope, frame):
-                # A generator's body, say, is not running now: delivered once it runs
-                # again, or at its exit.
-                scope._fire_attempts = 1
-                self.seconds = RESUME_POLL
-                self._hub.add_timer(self)
-                return
-            self.called = True
-            self._scope = None
-            if scope is not None and scope._deadline_calls:
-                run_deadline_callbacks(scope)
-                if scope._deadline > time.monotonic():
-                    return  # a callback moved the deadline later: reschedule() re-timed it
-            if scope is not None and not scope._fired:
-                scope._fired = True
-                self._greenlet.throw(scope._unwinding())
+        scope = self._scope
+        if self.called or scope is None:
+            return
+        self.called = True
+        self._scope = None
+        wait = at_deadline(scope, self._greenlet)
+        if wait is not None:  # ring again later: moved later, or a suspended generator's
+            self.called = False
+            self._scope = scope
+            self.seconds = wait
+            self._hub.add_timer(self)
 
     def cancel(self) -> None:
         if not self.called:
@@ -242,6 +205,8 @@ class _ThrowTimer:
             # The hub keeps cancelled timers until its next turn; don't let them keep
             # the scope (and the scope -> timer cycle) alive for the garbage collector.
             self._scope = None
+
+    close = cancel  # what GreenTimerBackend.disarm calls
 
     def __lt__(self, other: object) -> bool:
         # Only consulted for two timers due at the same instant; any stable order works.

@@ -12,17 +12,15 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._context import gevent_context
-from .._current import RESUME_POLL, ScopeState, suspended
-from .._on_timeout import run_deadline_callbacks
+from .._current import ScopeState
 from .._unwind import protected
-from .base import Backend
-from .green_guard import GuardedHub
+from ._green import GreenTimerBackend, at_deadline
 
 if TYPE_CHECKING:
     from .._scope import TimeoutScope
 
 
-class GeventBackend(GuardedHub, Backend):
+class GeventBackend(GreenTimerBackend):
     name = "gevent"
 
     def __init__(self) -> None:
@@ -42,35 +40,18 @@ class GeventBackend(GuardedHub, Backend):
             )
         return None
 
-    @protected
-    def arm(self, scope: TimeoutScope) -> None:
-        # Just armed: the deadline is `seconds` from now. update=True measures from now,
-        # not from the loop's last iteration (stale after a long CPU-bound stretch).
-        hub = self._get_hub()
-        seconds = scope.seconds
-        if seconds is None or scope._cancel_called:
-            seconds = 0.0 if scope._deadline != math.inf else None
-        # A scope without a limit gets a timer too, left unstarted: reschedule() starts it.
+    def _start_timer(self, scope: TimeoutScope, hub: Any, seconds: float | None) -> None:
+        # update=True measures from now, not from the loop's last iteration (stale after
+        # a long CPU-bound stretch). A scope without a limit gets a timer too, left
+        # unstarted: reschedule() starts it.
         timer = scope._handle = hub.loop.timer(seconds or 0.0)
         greenlet = scope._task = self._getcurrent()
-        try:
-            if seconds is not None:
+        if seconds is not None:
+            try:
                 timer.start(_throw, scope, greenlet, update=True)
-            guard = self._guard if hub is self._guarded_hub else self._adopt_hub(hub)
-            if guard is not None:
-                guard.add(scope)
-                if not guard.ticking:
-                    guard.start()
-        except BaseException:  # entry failed: leave no timer and no guard behind
-            self.disarm(scope)
-            raise
-
-    @protected
-    def disarm(self, scope: TimeoutScope) -> None:
-        scope._handle.close()
-        self._unguard(scope)
-        if scope._fire_attempts:  # the guard asked for a delivery at an instruction (3.13)
-            self._withdraw(scope)
+            except BaseException:
+                timer.close()
+                raise
 
     @protected
     def reschedule(self, scope: TimeoutScope) -> None:
@@ -101,18 +82,6 @@ def _restart_timer(scope: TimeoutScope, not_before: float = 0.0) -> None:
 
 def _throw(scope: TimeoutScope, greenlet: Any) -> None:
     """Runs in the hub when the deadline passes: raise in the scope's greenlet."""
-    if scope._deadline > time.monotonic():  # moved later, not replaced yet: wait the rest
-        _restart_timer(scope)
-        return
-    frame = greenlet.gr_frame  # None once the greenlet is dead
-    if frame is not None and suspended(scope, frame):  # a generator's body, say
-        scope._fire_attempts = 1  # delivered once it runs again, or at its exit
-        _restart_timer(scope, RESUME_POLL)
-        return
-    if scope._deadline_calls:
-        run_deadline_callbacks(scope)
-        if scope._deadline > time.monotonic():
-            return  # a callback moved the deadline later: reschedule() restarts the timer
-    if not scope._fired:
-        scope._fired = True
-        greenlet.throw(scope._unwinding())
+    wait = at_deadline(scope, greenlet)
+    if wait is not None:
+        _restart_timer(scope, wait)

@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 
 # Python 3.13 leaves some loop back-jumps outside their handlers (cpython#130279).
 _INSTRUCTION_DELIVERY = MECHANISMS.instruction_delivery  # 3.12, 3.13 (see _interpreter)
+# Without signals on 3.10 and 3.11: an injection lands where the thread was paused, so
+# the watchdog can raise it there when that is the overdue greenlet's code.
+_INJECTION_WHERE_PAUSED = (
+    MECHANISMS.injection_refused is None and sys.version_info < (3, 12)
+)
 TICK = 0.02  # seconds between the watchdog's looks at the armed green scopes
 GRACE = 0.01  # how long past its deadline the hub's own timer gets before the guard acts
 # None where the process uses no signals (see _context.NO_SIGNALS): the guard stays off.
@@ -92,13 +97,13 @@ class GreenGuard:
 
     def _install(self) -> bool:
         """Install the SIGURG handler; runs once, in the main thread. Without signals
-        (see _context.NO_SIGNALS) there is no handler: on 3.12+ the guard delivers
-        through sys.monitoring instead (`_deliver_without_signal`)."""
+        (see _context.NO_SIGNALS) there is no handler: the guard delivers through the
+        watchdog instead (`_deliver_without_signal`)."""
         if not is_main_thread():
             return False  # a hub in another thread: signals can't reach it
         if SIGNAL is None:
             self._main_thread_id = native_thread_id()
-            return NO_SIGNALS is not None and _INSTRUCTION_DELIVERY
+            return NO_SIGNALS is not None and (_INSTRUCTION_DELIVERY or _INJECTION_WHERE_PAUSED)
         current = signal.getsignal(SIGNAL)
         if current not in (signal.SIG_DFL, signal.SIG_IGN, None):
             logger.warning(
@@ -162,9 +167,10 @@ class GreenGuard:
     def _deliver_without_signal(self, overdue: float) -> None:
         """No SIGURG (see `_install`): an overdue scope whose greenlet holds the hub's
         thread right now (its `with` is on that thread's stack) gets its timeout at that
-        greenlet's next safe instruction, through sys.monitoring; the callback raises
-        only in that greenlet. Scopes of greenlets that are not running get it from
-        the hub's timer when they yield. Compat alarms are not rung this way."""
+        greenlet's next safe instruction, through sys.monitoring (3.12+; the callback
+        raises only in that greenlet), or injected right where that greenlet is paused
+        (3.10, 3.11). Scopes of greenlets that are not running get it from the hub's
+        timer when they yield. Compat alarms are not rung this way."""
         watchdog = self._watchdog
         frame = sys._current_frames().get(self._main_thread_id)
         if watchdog is None or frame is None:
@@ -174,7 +180,12 @@ class GreenGuard:
                 continue
             if not on_stack(scope._entry_frame, frame):
                 continue
-            if watchdog.watch_next_instruction(
+            if not _INSTRUCTION_DELIVERY:
+                # Re-read by the watchdog under its lock: the greenlet may have moved.
+                runs_here = functools.partial(_body_on_stack, scope)
+                if watchdog.inject_where_it_runs(self._main_thread_id, scope, runs_here):
+                    scope._fire_attempts = 1  # its disarm withdraws it, if not landed
+            elif watchdog.watch_next_instruction(
                 self._main_thread_id, scope, frame,
                 functools.partial(_fire, scope), functools.partial(_runs_here, scope),
                 until=scope._entry_frame,
@@ -293,6 +304,11 @@ class GreenGuard:
         self._main_thread_id = native_thread_id()  # the forking thread: main in the child
 
 
+def _body_on_stack(scope: TimeoutScope, frame: FrameType) -> bool:
+    """True if `frame` runs inside `scope`'s `with` (the greenlet that entered it)."""
+    return on_stack(scope._entry_frame, frame)
+
+
 def _fire(scope: TimeoutScope) -> BaseException:
     scope._fired = True
     return scope._unwinding()
@@ -317,36 +333,6 @@ def main_thread_guard() -> GreenGuard | None:
     return _guard if _guard.installed else None
 
 
-class GuardedHub:
-    """Mixed into a green backend: the main thread's hub, whose scopes get guarded.
-
-    Only scopes of the main thread's hub are guarded: a signal reaches no other thread.
-    The backend's `arm` reads `_guard` when the hub is `_guarded_hub`, else calls
-    `_adopt_hub`; its `disarm` calls `_unguard`.
-    """
-
-    _guarded_hub: object = None
-    _guard: GreenGuard | None = None
-
-    def _unguard(self, scope: TimeoutScope) -> None:
-        """Replaced by the guard's set removal once a guard is adopted."""
-
-    def _withdraw(self, scope: TimeoutScope) -> None:
-        """Withdraw a delivery the guard asked for at the next instruction (3.13)."""
-        if self._guard is not None:
-            self._guard.withdraw(scope)
-
-    def _adopt_hub(self, hub: object) -> GreenGuard | None:
-        """The guard for scopes of `hub` (not the hub seen so far), or None."""
-        if not is_main_thread():
-            return None
-        self._guarded_hub = hub
-        guard = self._guard = main_thread_guard()
-        if guard is not None:
-            self._unguard = guard.discard  # type: ignore[method-assign,assignment]
-        return guard
-
-
 __all__ = [
-    "GRACE", "SIGNAL", "TICK", "GreenGuard", "GuardedAlarm", "GuardedHub", "main_thread_guard",
+    "GRACE", "SIGNAL", "TICK", "GreenGuard", "GuardedAlarm", "main_thread_guard",
 ]

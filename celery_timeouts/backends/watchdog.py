@@ -15,7 +15,6 @@ retries a moment later. `disarm` withdraws an injection that has not landed yet.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import heapq
 import itertools
@@ -39,9 +38,10 @@ from .._unwind import (
     raising_on_landing,
 )
 from ..exceptions import BackendUnavailable
-from ._landing import _DELIVERED_AT_NEXT_CHECK
+from ._landing import _DELIVERED_AT_NEXT_CHECK, clear_async_exc, set_async_exc
 from ._landing import AT_NEXT_INSTRUCTION as _AT_NEXT_INSTRUCTION
 from ._landing import LATER as _LATER
+from ._landing import NOW as _NOW
 from ._landing import landing as _landing
 from ._watched import Callback, Delivery, Wakeup
 from .base import Backend
@@ -55,27 +55,7 @@ if TYPE_CHECKING:
     # What the heap holds: scopes, and the callbacks and deliveries of `call_at`/`deliver`.
     _Timed: TypeAlias = "TimeoutScope | Callback | Delivery"
 
-# Our own prototypes: setting argtypes on ctypes.pythonapi's shared function object would
-# change it for every other library in the process. The clearing variant passes NULL.
-# Where the interpreter has no such function, or injecting is unsafe (PyPy, free-threaded
-# builds: see _interpreter), scopes refuse to arm and these are never reached with a
-# target; they report "no thread found", as CPython's does for an unknown thread id.
 _INJECTION_REFUSED = MECHANISMS.injection_refused
-
-
-def _no_async_exc(thread_id: int, exception: object) -> int:
-    return 0
-
-
-_set_async_exc: Callable[[int, object], int] = _no_async_exc
-_clear_async_exc: Callable[[int, object], int] = _no_async_exc
-if _INJECTION_REFUSED is None:
-    _set_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.py_object)(
-        ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
-    )
-    _clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
-        ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
-    )
 
 # Delivery at the next safe instruction through sys.monitoring (instruction_events, where
 # _landing asks for it): 3.12 and 3.13, where verified (see _interpreter).
@@ -143,7 +123,7 @@ class WatchdogBackend(Backend):
             thread_id = scope._thread_id
             if self._pending.get(thread_id) is scope:
                 del self._pending[thread_id]
-                _clear_async_exc(thread_id, None)  # withdraw it if it has not landed
+                clear_async_exc(thread_id, None)  # withdraw it if it has not landed
             self._next_instruction.withdraw(thread_id, scope)
             self._cancelled += 1
             if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(self._heap):
@@ -191,7 +171,7 @@ class WatchdogBackend(Backend):
         thread_id = scope._thread_id
         if self._pending.get(thread_id) is scope:
             del self._pending[thread_id]
-            _clear_async_exc(thread_id, None)
+            clear_async_exc(thread_id, None)
         self._next_instruction.withdraw(thread_id, scope)
 
     def _compact(self) -> None:
@@ -346,9 +326,13 @@ class WatchdogBackend(Backend):
 
     @protected
     def withdraw_next_instruction(self, thread_id: int, scope: TimeoutScope) -> None:
-        """Withdraw what `watch_next_instruction` asked for, unless it landed already."""
+        """Withdraw what `watch_next_instruction` or `inject_where_it_runs` asked for,
+        unless it landed already."""
         with self._lock:
             self._next_instruction.withdraw(thread_id, scope)
+            if self._pending.get(thread_id) is scope:
+                del self._pending[thread_id]
+                clear_async_exc(thread_id, None)
 
     def _push(self, item: Callback | Delivery) -> None:
         entry: tuple[float, int, _Timed] = (item._deadline, next(self._sequence), item)
@@ -400,20 +384,50 @@ class WatchdogBackend(Backend):
                                      "meet a 3.13 loop back-jump are raised at exit instead")
                     deliveries.disable()
             return False  # retried: frames the thread enters meanwhile get watched too
+        return self._inject(thread_id, scope, frame)
+
+    def _inject(self, thread_id: int, scope: TimeoutScope | Delivery, frame: FrameType) -> bool:
+        """Have the thread, paused at `frame`, raise the timeout there; False if it moved
+        meanwhile (the injection taken back). The lock is held."""
         position = (frame, frame.f_lasti)
         landed = functools.partial(self._landed, thread_id, scope)
         if isinstance(scope, Delivery):
-            _set_async_exc(thread_id, raising_on_landing(scope._exception, landed))
+            set_async_exc(thread_id, raising_on_landing(scope._exception, landed))
         else:
-            _set_async_exc(thread_id, injectable(scope, landed))
+            set_async_exc(thread_id, injectable(scope, landed))
         # If the target moved while we were deciding, take it back and try again.
         frame_now = sys._current_frames().get(thread_id)
         if frame_now is None or (frame_now, frame_now.f_lasti) != position:
-            _clear_async_exc(thread_id, None)
+            clear_async_exc(thread_id, None)
             return False
         self._pending[thread_id] = scope
         scope._fired = True
         return True
+
+    def inject_where_it_runs(
+        self, thread_id: int, scope: TimeoutScope, runs_here: Callable[[FrameType], bool]
+    ) -> bool:
+        """Raise `scope`'s timeout in thread `thread_id` right where it is paused, if
+        `runs_here(frame)` says that is the scope's body and the exception can land only
+        there: Python 3.10 to 3.12 raise an injection where the thread was interrupted.
+        For the green guard without signals, on 3.10 and 3.11 (3.12+ use
+        `watch_next_instruction`). False, injecting nothing, if it cannot now: the lock
+        is busy, something is pending there, or the place is not safe; try again later."""
+        if _DELIVERED_AT_NEXT_CHECK or not self._lock.acquire(False):
+            return False
+        try:
+            frame = sys._current_frames().get(thread_id)
+            if (
+                frame is None
+                or thread_id in self._pending
+                or self._next_instruction.pending_in(thread_id)
+                or not runs_here(frame)
+                or _landing(frame, scope._entry_frame) is not _NOW
+            ):
+                return False
+            return self._inject(thread_id, scope, frame)
+        finally:
+            self._lock.release()
 
     def _landed(self, thread_id: int, item: TimeoutScope | Delivery) -> None:
         """Runs in the target thread where the injection lands: nothing is pending now,

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
 
+from .._patching import patched_for_a_block
 from . import _select, _sockets, _subprocess, _waits
 
 __all__ = ["is_patched", "patch", "patched", "unpatch"]
@@ -97,13 +97,6 @@ def is_patched() -> bool:
     return any(_current(owner, name) is replacement for owner, name, replacement, _ in _PATCHES)
 
 
-@contextlib.contextmanager
-def patched() -> Iterator[None]:
+def patched() -> contextlib.AbstractContextManager[None]:
     """`patch()` for the duration of a `with` block; unpatches only if it patched."""
-    already = is_patched()
-    patch()
-    try:
-        yield
-    finally:
-        if not already:
-            unpatch()
+    return patched_for_a_block(is_patched, patch, unpatch)

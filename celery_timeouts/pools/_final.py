@@ -33,7 +33,7 @@ from .._context import native_thread_id, os_lock
 from .._current import ScopeState
 from .._scope import TimeoutScope
 from .._unwind import ScopeTimeout, injectable, protected
-from ..backends.watchdog import _set_async_exc
+from ..backends._landing import set_async_exc
 
 _RETURNS = frozenset(
     dis.opmap[name] for name in ("RETURN_VALUE", "RETURN_CONST") if name in dis.opmap
@@ -123,7 +123,7 @@ class _SwallowWatch:
                 continue
             if event == "return" and frame in job.interrupted and _returns(frame):
                 job.interrupted.discard(frame)
-                _set_async_exc(native_thread_id(), injectable(job.scope))
+                set_async_exc(native_thread_id(), injectable(job.scope))
 
 
     def _forget(self, job: _Watched) -> None:

@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from types import CodeType
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery.concurrency.base import apply_target
 from celery.exceptions import SoftTimeLimitExceeded
@@ -61,6 +61,50 @@ def effective_limit(requested: float | None, worker_default: float | None) -> fl
         return None
     # Beyond what the timers can count: no practical limit, armed as the longest one.
     return min(limit, MAX_SECONDS)
+
+
+_APPLY_ARGUMENTS = ("args", "kwargs", "callback", "accept_callback")
+
+
+class AppliedJob(NamedTuple):
+    """One `on_apply` call, with the job's limits as prefork computes them."""
+
+    target: Callable[..., Any]
+    args: Any
+    kwargs: Any
+    callback: Callback
+    accept_callback: Callback
+    timeout_callback: Callback
+    soft: float | None
+    hard: float | None
+
+
+class PoolLimits:
+    """Mixed into each of our pools: reads an `on_apply` call. Celery's
+    `BasePool.apply_async` passes the target, then everything by keyword; Celery's own
+    pool tests pass up to four more positionally, as the stock signatures allow."""
+
+    options: dict[str, Any]  # BasePool's: the worker's --soft-time-limit and --time-limit
+
+    def applied(
+        self, target: Callable[..., Any], positional: tuple[Any, ...], options: dict[str, Any]
+    ) -> AppliedJob:
+        if len(positional) > len(_APPLY_ARGUMENTS):
+            raise TypeError(
+                f"on_apply() takes at most {len(_APPLY_ARGUMENTS) + 1} positional arguments "
+                f"({len(positional) + 1} given)"
+            )
+        given = dict(zip(_APPLY_ARGUMENTS, positional, strict=False))
+        for name in _APPLY_ARGUMENTS:
+            if name in given and name in options:
+                raise TypeError(f"on_apply() got multiple values for argument {name!r}")
+            given.setdefault(name, options.get(name))
+        return AppliedJob(
+            target, given["args"], given["kwargs"], given["callback"],
+            given["accept_callback"], options.get("timeout_callback"),
+            soft=effective_limit(options.get("soft_timeout"), self.options.get("soft_timeout")),
+            hard=effective_limit(options.get("timeout"), self.options.get("timeout")),
+        )
 
 
 def job_scopes(soft: float | None, hard: float | None) -> tuple[FinalScope, TimeoutScope]:

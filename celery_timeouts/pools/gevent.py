@@ -9,10 +9,10 @@ from typing import Any
 from celery.concurrency import gevent as stock
 
 from ._green import GREEN_LIMITS_LOG, GreenPoolControl, run_green_job
-from ._limits import effective_limit, logger
+from ._limits import PoolLimits, logger
 
 
-class TaskPool(GreenPoolControl, stock.TaskPool):
+class TaskPool(GreenPoolControl, PoolLimits, stock.TaskPool):
     """Celery's gevent pool, with the soft limit raised in the task and the hard one
     ending it through Celery's own timeout callback."""
 
@@ -20,28 +20,15 @@ class TaskPool(GreenPoolControl, stock.TaskPool):
         super().on_start()
         logger.info(GREEN_LIMITS_LOG, "gevent")
 
-    def on_apply(
-        self,
-        target: Callable[..., Any],
-        args: Any = None,
-        kwargs: Any = None,
-        callback: Callable[..., Any] | None = None,
-        accept_callback: Callable[..., Any] | None = None,
-        timeout: float | None = None,
-        timeout_callback: Callable[..., Any] | None = None,
-        soft_timeout: float | None = None,
-        **_: Any,
-    ) -> Any:
+    def on_apply(self, target: Callable[..., Any], *positional: Any, **options: Any) -> Any:
+        job = self.applied(target, positional, options)
         runner = functools.partial(
-            run_green_job,
-            soft=effective_limit(soft_timeout, self.options.get("soft_timeout")),
-            hard=effective_limit(timeout, self.options.get("timeout")),
-            timeout_callback=timeout_callback,
-            running=self.running_jobs,
+            run_green_job, soft=job.soft, hard=job.hard,
+            timeout_callback=job.timeout_callback, running=self.running_jobs,
         )
         # timeout=0: the stock pool then spawns our runner instead of its own
         # gevent.Timeout wrapper, and keeps its greenlet bookkeeping (terminate, ...).
         return super().on_apply(
-            target, args, kwargs, callback, accept_callback,
-            timeout=0, timeout_callback=timeout_callback, apply_target=runner,
+            target, job.args, job.kwargs, job.callback, job.accept_callback,
+            timeout=0, timeout_callback=job.timeout_callback, apply_target=runner,
         )

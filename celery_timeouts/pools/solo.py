@@ -17,18 +17,16 @@ from celery.concurrency import solo as stock
 from .._context import NO_SIGNALS
 from ._control_relay import stop_relay_of
 from ._interrupt import blocking_calls_line, interrupt_blocking_calls, leave_blocking_calls
-from ._limits import RunningJobs, effective_limit, logger, run_job
+from ._limits import PoolLimits, RunningJobs, logger, run_job
 from .options import options_for
 
 
-class TaskPool(stock.TaskPool):
+class TaskPool(PoolLimits, stock.TaskPool):
     """Celery's solo pool, with soft and hard time limits."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.on_apply = self._apply_with_limits  # the stock pool assigns apply_target here
-        self._soft_default: float | None = self.options.get("soft_timeout")
-        self._hard_default: float | None = self.options.get("timeout")
         self.running_jobs = RunningJobs()
         self._patched_blocking = False  # whether this pool turned blocking.patch() on
 
@@ -71,24 +69,17 @@ class TaskPool(stock.TaskPool):
     def _get_info(self) -> dict[str, Any]:
         info: dict[str, Any] = super()._get_info()
         # As prefork reports its worker-wide limits (0: none); stock solo says ().
-        info["timeouts"] = (self._soft_default or 0, self._hard_default or 0)
+        info["timeouts"] = (
+            self.options.get("soft_timeout") or 0, self.options.get("timeout") or 0
+        )
         return info
 
     def _apply_with_limits(
-        self,
-        target: Callable[..., Any],
-        args: Any = None,
-        kwargs: Any = None,
-        callback: Callable[..., Any] | None = None,
-        accept_callback: Callable[..., Any] | None = None,
-        timeout_callback: Callable[..., Any] | None = None,
-        soft_timeout: float | None = None,
-        timeout: float | None = None,
-        **_: Any,
+        self, target: Callable[..., Any], *positional: Any, **options: Any
     ) -> None:
+        job = self.applied(target, positional, options)
         run_job(
-            target, args, kwargs, callback, accept_callback, os.getpid(),
-            soft=effective_limit(soft_timeout, self._soft_default),
-            hard=effective_limit(timeout, self._hard_default),
-            timeout_callback=timeout_callback, running=self.running_jobs,
+            target, job.args, job.kwargs, job.callback, job.accept_callback, os.getpid(),
+            soft=job.soft, hard=job.hard, timeout_callback=job.timeout_callback,
+            running=self.running_jobs,
         )

@@ -37,9 +37,9 @@ from ._interrupt import blocking_calls_line, interrupt_blocking_calls, leave_blo
 from ._limits import (
     BODY_CODE,
     SOFT_SIGNAL,
+    PoolLimits,
     RunningJobs,
     ask_for_a_warm_restart,
-    effective_limit,
     logger,
     run_job,
 )
@@ -178,7 +178,7 @@ class _Worker(threading.Thread):
             job.future.set_result(None)
 
 
-class TaskPool(stock.TaskPool):
+class TaskPool(PoolLimits, stock.TaskPool):
     """Celery's thread pool, with time limits, autoscale and stuck-thread replacement."""
 
     limit: int  # None given to __init__ is replaced there
@@ -205,8 +205,6 @@ class TaskPool(stock.TaskPool):
         self._names = itertools.count(1)
         self._watchdog = shared_watchdog()
         self.running_jobs = RunningJobs()
-        self._soft_default: float | None = self.options.get("soft_timeout")
-        self._hard_default: float | None = self.options.get("timeout")
 
     # -- BasePool ------------------------------------------------------------------------
 
@@ -240,29 +238,13 @@ class TaskPool(stock.TaskPool):
             self._patched_blocking = False
             leave_blocking_calls()
 
-    def on_apply(
-        self,
-        target: Callable[..., Any],
-        args: Any = None,
-        kwargs: Any = None,
-        callback: Callable[..., Any] | None = None,
-        accept_callback: Callable[..., Any] | None = None,
-        timeout_callback: Callable[..., Any] | None = None,
-        soft_timeout: float | None = None,
-        timeout: float | None = None,
-        **_: Any,
-    ) -> Any:
+    def on_apply(self, target: Callable[..., Any], *positional: Any, **options: Any) -> Any:
         """Queue a job; raises RuntimeError once the pool is stopping, as stock Celery.
 
         Returns what stock Celery's thread pool returns: an `ApplyResult` of the job's
         future, which a stop cancels if the job has not started.
         """
-        job = _Job(
-            target=target, args=args, kwargs=kwargs, callback=callback,
-            accept_callback=accept_callback, timeout_callback=timeout_callback,
-            soft=effective_limit(soft_timeout, self._soft_default),
-            hard=effective_limit(timeout, self._hard_default),
-        )
+        job = _Job(*self.applied(target, positional, options))
         with self._lock:
             if self._closed:
                 raise RuntimeError(

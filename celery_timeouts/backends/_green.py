@@ -1,0 +1,101 @@
+"""What the gevent and eventlet backends share: a timer on the hub per scope, that throws
+the timeout into the scope's greenlet at its deadline, and the green guard for the
+greenlets of the main thread's hub that never yield (which starve the hub's timers).
+
+A subclass says how to start and stop its library's timer (`_start_timer`, the
+handle's `close`), and calls `at_deadline` from it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._context import is_main_thread
+from .._current import RESUME_POLL, suspended
+from .._on_timeout import run_deadline_callbacks
+from .._unwind import protected
+from .base import Backend
+from .green_guard import GreenGuard, main_thread_guard
+
+if TYPE_CHECKING:
+    from .._scope import TimeoutScope
+
+
+class GreenTimerBackend(Backend):
+    """A hub timer per scope; the scopes of the main thread's hub are also guarded.
+
+    Only scopes of the main thread's hub are guarded: a signal reaches no other thread.
+    """
+
+    _guarded_hub: object = None
+    _guard: GreenGuard | None = None
+
+    _get_hub: Callable[[], Any]  # the library's: the calling thread's hub
+
+    def _start_timer(self, scope: TimeoutScope, hub: Any, seconds: float | None) -> None:
+        """Set `scope._handle` to a timer of `hub` that calls `at_deadline` in `seconds`
+        (None: no limit yet, an unstarted timer that reschedule() starts); clean up after
+        itself if it fails. The handle's `close()` stops it."""
+        raise NotImplementedError
+
+    @protected
+    def arm(self, scope: TimeoutScope) -> None:
+        hub = self._get_hub()
+        seconds = scope.seconds
+        if seconds is None or scope._cancel_called:
+            seconds = 0.0 if scope._deadline != math.inf else None
+        self._start_timer(scope, hub, seconds)
+        try:
+            guard = self._guard if hub is self._guarded_hub else self._adopt_hub(hub)
+            if guard is not None:
+                guard.add(scope)
+                if not guard.ticking:
+                    guard.start()
+        except BaseException:  # entry failed: leave no timer and no guard behind
+            self.disarm(scope)
+            raise
+
+    @protected
+    def disarm(self, scope: TimeoutScope) -> None:
+        scope._handle.close()
+        self._unguard(scope)
+        if scope._fire_attempts and self._guard is not None:
+            self._guard.withdraw(scope)  # a delivery the guard asked the watchdog for
+
+    def _unguard(self, scope: TimeoutScope) -> None:
+        """Replaced by the guard's set removal once a guard is adopted."""
+
+    def _adopt_hub(self, hub: object) -> GreenGuard | None:
+        """The guard for scopes of `hub` (not the hub seen so far), or None."""
+        if not is_main_thread():
+            return None
+        self._guarded_hub = hub
+        guard = self._guard = main_thread_guard()
+        if guard is not None:
+            self._unguard = guard.discard  # type: ignore[method-assign,assignment]
+        return guard
+
+
+def at_deadline(scope: TimeoutScope, greenlet: Any) -> float | None:
+    """In the hub, when `scope`'s timer rings: throw its timeout into `greenlet` and
+    return None; or return how long to wait before ringing again (the deadline moved
+    later and the timer was not replaced yet, or the body is a generator's, suspended:
+    delivered once it runs again, or at its exit)."""
+    left = scope._deadline - time.monotonic()
+    if left > 0:
+        return left
+    frame = greenlet.gr_frame  # None once the greenlet is dead
+    if frame is not None and suspended(scope, frame):
+        scope._fire_attempts = 1
+        return RESUME_POLL
+    if scope._deadline_calls:
+        run_deadline_callbacks(scope)
+        if scope._deadline > time.monotonic():
+            return None  # a callback moved the deadline later: reschedule() re-times it
+    if not scope._fired:
+        scope._fired = True
+        greenlet.throw(scope._unwinding())
+    return None
