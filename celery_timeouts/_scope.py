@@ -59,10 +59,10 @@ class TimeoutScope:
         "_deadline_calls",
         "_entry_frame",
         "_exception",
-        "_fire_attempts",
         "_fired",
         "_handle",
         "_in_body",
+        "_overdue",
         "_parent",
         "_requested",
         "_state",
@@ -113,7 +113,10 @@ class TimeoutScope:
         self._backend: Backend | None = None
         self._state = _INIT
         self._fired = self._cancel_sent = self._cancel_called = False
-        self._fire_attempts = 0  # the watchdog's delivery attempts after the deadline
+        # The deadline passed and the timeout is not delivered yet (no safe place to land
+        # so far, a suspended generator's body, a delivery asked for): if the body ends
+        # first, the scope's exit raises it.
+        self._overdue = False
         self._deadline_calls = None
         self._children = None
 
@@ -131,7 +134,7 @@ class TimeoutScope:
         scope.deadline = scope.backend = scope._backend = None
         scope._state = _INIT
         scope._fired = scope._cancel_sent = scope._cancel_called = False
-        scope._fire_attempts = 0
+        scope._overdue = False
         scope._deadline_calls = None
         scope._children = None
         return scope
@@ -251,7 +254,7 @@ class TimeoutScope:
         self._leave()
         if exc is not None:
             return self._settle(exc)
-        if (self._fired or self._fire_attempts) and not self._catchable:
+        if (self._fired or self._overdue) and not self._catchable:
             # The body swallowed the timeout, or finished while the watchdog was still
             # waiting for a safe place to deliver it: the deadline holds either way.
             self._fired = True

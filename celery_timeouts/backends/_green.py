@@ -62,7 +62,7 @@ class GreenTimerBackend(Backend):
     def disarm(self, scope: TimeoutScope) -> None:
         scope._handle.close()
         self._unguard(scope)
-        if scope._fire_attempts and self._guard is not None:
+        if scope._overdue and self._guard is not None:
             self._guard.withdraw(scope)  # a delivery the guard asked the watchdog for
 
     def _unguard(self, scope: TimeoutScope) -> None:
@@ -89,7 +89,7 @@ def at_deadline(scope: TimeoutScope, greenlet: Any) -> float | None:
         return left
     frame = greenlet.gr_frame  # None once the greenlet is dead
     if frame is not None and suspended(scope, frame):
-        scope._fire_attempts = 1
+        scope._overdue = True
         return RESUME_POLL
     if scope._deadline_calls:
         run_deadline_callbacks(scope)

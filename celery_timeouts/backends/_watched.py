@@ -65,7 +65,12 @@ class Delivery:
     """An exception on its way into a thread (see `deliver`)."""
 
     __slots__ = (
-        "_armed", "_deadline", "_entry_frame", "_exception", "_fire_attempts", "_fired",
+        "_armed",
+        "_deadline",
+        "_entry_frame",
+        "_exception",
+        "_fired",
+        "_overdue",
         "_thread_id",
     )
     _deadline_calls = None  # as a scope that registered no `on_timeout` callback
@@ -79,4 +84,4 @@ class Delivery:
         self._deadline = time.monotonic()
         self._armed = True
         self._fired = False
-        self._fire_attempts = 0
+        self._overdue = False

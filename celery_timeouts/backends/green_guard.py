@@ -176,7 +176,7 @@ class GreenGuard:
         if watchdog is None or frame is None:
             return
         for scope in tuple(self._scopes):
-            if scope._fired or scope._deadline > overdue or scope._fire_attempts:
+            if scope._fired or scope._deadline > overdue or scope._overdue:
                 continue
             if not on_stack(scope._entry_frame, frame):
                 continue
@@ -184,13 +184,13 @@ class GreenGuard:
                 # Re-read by the watchdog under its lock: the greenlet may have moved.
                 runs_here = functools.partial(_body_on_stack, scope)
                 if watchdog.inject_where_it_runs(self._main_thread_id, scope, runs_here):
-                    scope._fire_attempts = 1  # its disarm withdraws it, if not landed
+                    scope._overdue = True  # its disarm withdraws it, if not landed
             elif watchdog.watch_next_instruction(
                 self._main_thread_id, scope, frame,
                 functools.partial(_fire, scope), functools.partial(_runs_here, scope),
                 until=scope._entry_frame,
             ):
-                scope._fire_attempts = 1  # its disarm withdraws the delivery
+                scope._overdue = True  # its disarm withdraws the delivery
             return
 
     def _keep_ticking(self) -> bool:
@@ -285,7 +285,7 @@ class GreenGuard:
             native_thread_id(), target, frame,
             functools.partial(_fire, target), functools.partial(_runs_here, target),
         ):
-            target._fire_attempts = 1
+            target._overdue = True
 
     @protected
     def withdraw(self, scope: TimeoutScope) -> None:

@@ -82,10 +82,10 @@ class SignalBackend(Backend):
     @protected
     def disarm(self, scope: TimeoutScope) -> None:
         if (
-            scope._deadline <= _monotonic() and not scope._fired and not scope._fire_attempts
+            scope._deadline <= _monotonic() and not scope._fired and not scope._overdue
             and self._signal_went_elsewhere(scope)
         ):
-            scope._fire_attempts += 1  # the deadline holds: raised as the scope exits
+            scope._overdue = True  # the deadline holds: raised as the scope exits
         active = self._active
         if active and active[-1] is scope:
             active.pop()
@@ -307,7 +307,7 @@ class SignalBackend(Backend):
             waiting = [s for s in due if suspended(s, frame) or being_closed(s, handled)]
             if waiting:  # delivered once their bodies run again, or at their exits
                 for scope in waiting:
-                    scope._fire_attempts = 1
+                    scope._overdue = True
                 due = [s for s in due if s not in waiting]
                 if not due:
                     self._rearm(not_before=now + RESUME_POLL)

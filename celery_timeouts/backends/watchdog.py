@@ -59,7 +59,7 @@ _INJECTION_REFUSED = MECHANISMS.injection_refused
 
 # Delivery at the next safe instruction through sys.monitoring (instruction_events, where
 # _landing asks for it): 3.12 and 3.13, where verified (see _interpreter).
-_RETRY_DELAYS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+_RETRY_MIN, _RETRY_MAX = 0.0005, 0.05  # how soon the watchdog retries a delivery
 _SPIN_LIMIT = 0.001  # a residual wait this short is spun out, holding on to the GIL
 _COMPACT_MIN = 256  # rebuild the heap once this many entries are cancelled...
 
@@ -143,10 +143,10 @@ class WatchdogBackend(Backend):
             if not scope._armed or scope._fired:
                 return
             deadline = scope._deadline
-            if scope._fire_attempts and deadline > time.monotonic():
+            if scope._overdue and deadline > time.monotonic():
                 # Moved past now while a delivery for the old deadline waited for a safe
                 # place: that delivery is off, and so is "raise at exit".
-                scope._fire_attempts = 0
+                scope._overdue = False
                 self._next_instruction.withdraw(scope._thread_id, scope)
             entry = (deadline, next(self._sequence), scope)
             heapq.heappush(self._heap, entry)
@@ -226,9 +226,11 @@ class WatchdogBackend(Backend):
                 if scope._deadline_calls and self._run_deadline_callbacks(scope):
                     continue
                 if not self._try_fire(scope):
-                    scope._fire_attempts += 1
-                    retry = _RETRY_DELAYS[min(scope._fire_attempts, len(_RETRY_DELAYS)) - 1]
-                    heapq.heappush(heap, (time.monotonic() + retry, next(self._sequence), scope))
+                    scope._overdue = True  # and if the scope exits first, its exit raises
+                    # Look again soon, then less often: after half as long as it is overdue.
+                    now = time.monotonic()
+                    retry = min(max((now - scope._deadline) / 2, _RETRY_MIN), _RETRY_MAX)
+                    heapq.heappush(heap, (now + retry, next(self._sequence), scope))
 
     def _run_callback(self, callback: Callback) -> None:
         """Run a `call_at` callback on this thread, without holding the lock."""

@@ -136,7 +136,7 @@ def _is_hard_timeout(scope: TimeoutScope) -> bool:
     """True once `scope`'s own non-catchable, watchdog-enforced timeout fired (or is on
     its way again: a hard limit the body swallowed is delivered anew, see _final)."""
     return (
-        (scope._fired or bool(scope._fire_attempts))
+        (scope._fired or scope._overdue)
         and not scope._catchable
         and scope._backend is shared_watchdog()
     )

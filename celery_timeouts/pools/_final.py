@@ -73,7 +73,7 @@ class FinalScope(TimeoutScope):
         be reached from here."""
         if self._state is not ScopeState.ACTIVE or not self._fired:
             return False
-        self._fire_attempts = max(self._fire_attempts, 1)  # its exit raises, whatever
+        self._overdue = True  # its exit raises, whatever
         self._fired = False
         try:
             self._move_deadline(time.monotonic())
