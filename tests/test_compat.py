@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal as stdlib_signal
-import sys
 import threading
 import time
 from types import FrameType
@@ -499,59 +498,6 @@ def test_portable_timeout_still_works_in_the_main_thread_while_patched() -> None
     # (The main thread's own backend: SIGALRM, or the watchdog in no-signal mode.)
     with signal.patched(), pytest.raises(TaskTimeout), portable_timeout(0.1):
         work(0.1)
-
-
-def test_a_relayed_exception_landing_at_the_entry_of_exit_still_leaves_the_scope() -> None:
-    # As test_thread_backend's test for timeouts: Python 3.13 delivers the exception at
-    # the thread's next check (cpython#139622), here the first instruction of a scope's
-    # `__exit__`. A handler's exception landing there must leave the scope on its way.
-    from celery_timeouts import current_scope, portable_timeout
-    from celery_timeouts._unwind import raising_on_landing
-    from celery_timeouts.backends._landing import set_async_exc
-
-    state: dict[str, Any] = {"go": False}
-    entered = threading.Event()
-    error = QuotaExceeded("report-7", 1)
-
-    def target() -> None:
-        scope = portable_timeout(60, backend="thread")
-        scope.__enter__()
-        state["scope"] = scope
-        state["thread_id"] = threading.get_ident()
-        entered.set()
-        try:
-            try:
-                while not state["go"]:
-                    pass
-            except QuotaExceeded as landed:  # delivered in the loop (Python < 3.13)
-                state["where"] = "loop"
-                scope.__exit__(type(landed), landed, landed.__traceback__)
-                raise
-            else:
-                scope.__exit__(None, None, None)  # 3.13: delivered right at its entry
-                state["where"] = "nowhere"
-        except QuotaExceeded as raised:
-            state.setdefault("where", "exit")
-            state["raised"] = raised
-        state["left"] = (scope.state.value, current_scope())
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    assert entered.wait(5)
-    time.sleep(0.05)  # the target spins; taking the GIL back suspends it in its loop
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(100)  # keep the GIL until both are done
-    try:
-        set_async_exc(state["thread_id"], raising_on_landing(error))
-        state["go"] = True
-    finally:
-        sys.setswitchinterval(interval)
-    thread.join(5)
-    assert not thread.is_alive()
-    assert state.get("raised") is error, state
-    assert state["left"] == ("exited", None)
-    if sys.version_info >= (3, 13):
-        assert state["where"] == "exit"
 
 
 # Calls the stdlib rejects in the main thread: off it, compat must reject them too, with

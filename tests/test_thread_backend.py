@@ -6,6 +6,7 @@ import functools
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -153,22 +154,29 @@ print(result.get('parent'), os.waitstatus_to_exitcode(status))
     assert completed.stdout.strip() == "timeout 0", completed.stdout
 
 
-def test_timeout_delivered_at_the_entry_of_exit_is_settled_there() -> None:
+class Relayed(Exception):
+    """A compat alarm handler's exception, relayed into the thread by the watchdog."""
+
+
+@pytest.mark.parametrize("delivered", ["timeout", "relayed"])
+def test_what_lands_at_the_entry_of_exit_is_settled_there(delivered: str) -> None:
     # Python 3.13 delivers an asynchronous exception at the thread's *next* check, not
     # where the thread was interrupted (cpython#139622). Here the thread is interrupted
-    # in a loop whose next check is the first instruction of `__exit__`: the timeout
-    # must still surface as the scope's TaskTimeout, with the scope fully left.
-    import sys
+    # in a loop whose next check is the first instruction of `__exit__`. The scope's own
+    # timeout must still surface as its TaskTimeout, and another exception (a compat
+    # handler's, relayed) must go on out; either way the scope is fully left.
     import threading
 
     from celery_timeouts import current_scope
-    from celery_timeouts._unwind import injectable
+    from celery_timeouts._unwind import injectable, raising_on_landing
     from celery_timeouts.backends import get_backend
     from celery_timeouts.backends._landing import set_async_exc
 
     watchdog = get_backend("thread")
     state: dict[str, object] = {"go": False}
     entered = threading.Event()
+    relayed = Relayed("report-7")
+    expected = TaskTimeout if delivered == "timeout" else Relayed
 
     def target() -> None:
         scope = portable_timeout(60, backend="thread")
@@ -179,15 +187,16 @@ def test_timeout_delivered_at_the_entry_of_exit_is_settled_there() -> None:
             try:
                 while not state["go"]:
                     pass
-            except ScopeTimeout as landed:  # delivered in the loop (Python < 3.13)
+            except (ScopeTimeout, Relayed) as landed:  # delivered in the loop (< 3.13)
                 state["where"] = "loop"
                 scope.__exit__(type(landed), landed, landed.__traceback__)
+                raise
             else:
                 scope.__exit__(None, None, None)  # 3.13: delivered right at its entry
                 state["where"] = "nowhere"
-        except TaskTimeout as timeout:
+        except expected as raised:
             state.setdefault("where", "exit")
-            state["raised"] = timeout
+            state["raised"] = raised
         state["left"] = (scope.state.value, current_scope())
 
     thread = threading.Thread(target=target)
@@ -197,17 +206,22 @@ def test_timeout_delivered_at_the_entry_of_exit_is_settled_there() -> None:
     interval = sys.getswitchinterval()
     sys.setswitchinterval(100)  # keep the GIL until both are done
     try:
-        scope = state["scope"]
-        with watchdog._lock:
-            watchdog._pending[scope._thread_id] = scope  # as the watchdog records it
-            scope._fired = True
-            set_async_exc(scope._thread_id, injectable(scope))
-            state["go"] = True
+        scope: Any = state["scope"]
+        if delivered == "timeout":
+            with watchdog._lock:
+                watchdog._pending[scope._thread_id] = scope  # as the watchdog records it
+                scope._fired = True
+                set_async_exc(scope._thread_id, injectable(scope))
+        else:
+            set_async_exc(scope._thread_id, raising_on_landing(relayed))
+        state["go"] = True
     finally:
         sys.setswitchinterval(interval)
     thread.join(5)
     assert not thread.is_alive()
-    assert isinstance(state.get("raised"), TaskTimeout), state
+    assert isinstance(state.get("raised"), expected), state
+    if delivered == "relayed":
+        assert state["raised"] is relayed
     assert state["left"] == ("exited", None)
     assert not watchdog._pending
     if sys.version_info >= (3, 13):
