@@ -124,7 +124,8 @@ class TimeoutScope:
     def _trusted(
         cls, seconds: float | None, backend: str, exception: type[BaseException], catchable: bool
     ) -> TimeoutScope:
-        """A fresh scope from settings validated once, at decoration time."""
+        """A fresh scope from settings validated once, at decoration time (what it saves
+        on every decorated call: benchmarks/bench_hot_path.py)."""
         scope = _new_scope(cls)
         scope.seconds = seconds
         scope._requested = backend
@@ -304,7 +305,8 @@ class TimeoutScope:
     def _enter(self, coroutine: bool = False) -> TimeoutScope:
         """Resolve the backend, become the innermost scope, then arm (the timer goes last).
 
-        It is `__enter__` itself too: one call less on every `with` and decorated call.
+        It is `__enter__` itself too: one call less on every `with` and decorated call
+        (benchmarks/bench_hot_path.py).
         """
         if self._state is not _INIT:
             raise RuntimeError(
