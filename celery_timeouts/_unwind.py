@@ -59,9 +59,7 @@ class _Landing(type):
     landed: Callable[[], object]
 
     def __call__(cls, *args: object) -> BaseException:
-        cls.landed()
-        frame = sys._getframe(1)
-        exit_call = _exit_not_run(frame)
+        exit_call = _land(cls.landed)
         if exit_call is not None:
             exiting, exc = exit_call
             return exiting._exit_before_it_ran(cls.scope, exc)
@@ -95,9 +93,7 @@ class _Relaying(type):
     landed: Callable[[], object]
 
     def __call__(cls, *args: object) -> BaseException:
-        cls.landed()
-        frame = sys._getframe(1)
-        exit_call = _exit_not_run(frame)
+        exit_call = _land(cls.landed)
         if exit_call is not None:
             # It reached a scope's __exit__ before that exit ran (3.13): the exit will
             # not run, so leave the scope here; the exception goes on past the `with`.
@@ -128,6 +124,13 @@ def exit_entry(func: _F) -> _F:
     first_check = next(resumes, 0)  # Python 3.10 has no RESUME: its first instruction
     _EXIT_ENTRIES[code] = (first_check, code.co_varnames[0], code.co_varnames[2])
     return func
+
+
+def _land(landed: Callable[[], object]) -> tuple[TimeoutScope, BaseException | None] | None:
+    """Called by an injected class's metaclass where it lands (two frames up): tell the
+    injector, then see whether that is a scope's `__exit__` that has not run yet."""
+    landed()
+    return _exit_not_run(sys._getframe(2))
 
 
 def _exit_not_run(frame: FrameType) -> tuple[TimeoutScope, BaseException | None] | None:
