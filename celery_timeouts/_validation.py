@@ -18,6 +18,25 @@ MAX_SECONDS = 9e9
 _CANONICAL = frozenset((AUTO, *BACKEND_NAMES))
 
 
+def real_number(value: object, origin: str, what: str, fix: str) -> float:
+    """The one check behind every number the package takes: `value` as a float, if it is
+    a real number (int, float, Fraction, ...; not a bool, not a string) and not NaN.
+    Infinities come back as they are, and so do numbers too large for a float (as +-inf),
+    for the caller's range check. The errors name `origin` (where the value came from),
+    `what` it must be, and the `fix`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{origin} must be {what}, got {value!r} of type {type(value).__name__}; {fix}"
+        )
+    try:
+        number = float(value)
+    except OverflowError:  # an int (or Fraction, ...) beyond floats
+        return _INF if value > 0 else -_INF  # type: ignore[operator]
+    if math.isnan(number):
+        raise ValueError(f"{origin} must be {what}, got {value!r} (not a number); {fix}")
+    return number
+
+
 def validate_seconds(seconds: object, origin: str = "seconds") -> float | None:
     """Return `seconds` as a float, or None for "no limit"; reject everything else."""
     if seconds is None:
@@ -27,20 +46,13 @@ def validate_seconds(seconds: object, origin: str = "seconds") -> float | None:
             return float(seconds)
         if MAX_SECONDS < seconds < _INF:  # int or float, however large
             return MAX_SECONDS
-    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
-        raise TypeError(
-            f"{origin} must be a number of seconds (int or float) or None for no limit, "
-            f"got {seconds!r} of type {type(seconds).__name__}; "
-            f"pass e.g. portable_timeout(30) or portable_timeout(2.5)"
-        )
-    try:
-        value = float(seconds)
-    except OverflowError:  # an int (or Fraction, ...) beyond floats: no practical limit
-        return MAX_SECONDS if seconds > 0 else _negative(seconds, origin)  # type: ignore[operator]
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(
-            f"{origin} must be finite, got {seconds!r}; use None for no limit"
-        )
+    value = real_number(
+        seconds, origin, "a number of seconds (int or float) or None for no limit",
+        "pass e.g. portable_timeout(30) or portable_timeout(2.5)",
+    )
+    if math.isinf(value) and isinstance(seconds, float):
+        raise ValueError(f"{origin} must be finite, got {seconds!r}; use None for no limit")
+    # (An int or Fraction beyond floats came back as an infinity: no practical limit.)
     if value <= 0:
         _negative(seconds, origin)
     return min(value, MAX_SECONDS)
@@ -50,20 +62,10 @@ def validate_deadline(deadline: object) -> float:
     """A deadline for reschedule(): a finite time.monotonic() time, or math.inf for None."""
     if deadline is None:
         return math.inf
-    if isinstance(deadline, bool) or not isinstance(deadline, numbers.Real):
-        raise TypeError(
-            f"reschedule() takes a time.monotonic() time or None, got {deadline!r} of "
-            f"type {type(deadline).__name__}; pass e.g. time.monotonic() + 5"
-        )
-    try:
-        when = float(deadline)
-    except OverflowError:
-        when = math.inf if deadline > 0 else -math.inf  # type: ignore[operator]
-    if math.isnan(when):
-        raise ValueError(
-            f"reschedule() takes a time.monotonic() time or None, got {deadline!r}; "
-            f"pass e.g. time.monotonic() + 5, or None for no limit"
-        )
+    when = real_number(
+        deadline, "reschedule()'s deadline", "a time.monotonic() time or None",
+        "pass e.g. time.monotonic() + 5, or None for no limit",
+    )
     if when == math.inf:
         return when
     # Timers count at most MAX_SECONDS ahead: further is no practical limit.

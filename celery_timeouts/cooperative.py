@@ -7,11 +7,11 @@ helpers act on the innermost active scope of the current thread, greenlet or tas
 
 from __future__ import annotations
 
-import math
 import time
 
 from ._current import current_scope, earliest, enclosing
 from ._scope import TimeoutScope
+from ._validation import real_number
 from .backends.base import Backend
 
 
@@ -41,17 +41,20 @@ def check() -> None:
     raise owner._unwinding()
 
 
+_SLEEP_TAKES = "a number of seconds >= 0"
+_SLEEP_FIX = "pass e.g. sleep(0.5)"
+
+
 def sleep(seconds: float) -> None:
     """Sleep like `time.sleep`, but raise the timeout as soon as the deadline comes.
 
     Works in every backend, including a worker thread, where a plain `time.sleep`
     cannot be interrupted before it returns.
     """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"sleep() takes a number of seconds, got {seconds!r}")
-    if math.isnan(seconds) or seconds < 0:
-        raise ValueError(f"sleep() takes a non-negative number of seconds, got {seconds!r}")
-    end = time.monotonic() + seconds
+    number = real_number(seconds, "sleep()'s seconds", _SLEEP_TAKES, _SLEEP_FIX)
+    if number < 0:
+        raise ValueError(f"sleep()'s seconds must be {_SLEEP_TAKES}, got {seconds!r}; {_SLEEP_FIX}")
+    end = time.monotonic() + number
     while True:
         check()
         scope = current_scope()

@@ -79,7 +79,7 @@ def test_a_huge_limit_decorated_and_nested_keeps_the_inner_deadline() -> None:
 @pytest.mark.parametrize(
     ("seconds", "error", "fragment"),
     [
-        (float("nan"), ValueError, "must be finite, got nan"),
+        (float("nan"), ValueError, "or None for no limit, got nan"),
         (float("inf"), ValueError, "must be finite, got inf; use None"),
         (-(10**400), ValueError, "must be greater than 0"),
         (-1e10, ValueError, "must be greater than 0, got -10000000000.0"),

@@ -23,7 +23,7 @@ from conftest import run_in_thread
     [
         (-1, ValueError, "greater than 0, got -1"),
         (0, ValueError, "greater than 0, got 0"),
-        (float("nan"), ValueError, "finite, got nan"),
+        (float("nan"), ValueError, "got nan (not a number); pass e.g."),
         (float("inf"), ValueError, "finite, got inf"),
         ("30", TypeError, "got '30' of type str"),
         (True, TypeError, "got True of type bool"),
@@ -33,6 +33,35 @@ from conftest import run_in_thread
 def test_bad_seconds_rejected_at_construction(seconds: object, error: type, fragment: str) -> None:
     with pytest.raises(error, match="seconds") as info:
         portable_timeout(seconds)  # type: ignore[arg-type]
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("call", "value", "error", "fragment"),
+    [
+        ("sleep", "1", TypeError, "sleep()'s seconds must be a number of seconds >= 0, got '1'"),
+        ("sleep", -1, ValueError, "sleep()'s seconds must be a number of seconds >= 0, got -1;"),
+        ("sleep", float("nan"), ValueError, "got nan (not a number); pass e.g. sleep(0.5)"),
+        ("reschedule", "soon", TypeError, "reschedule()'s deadline must be a time.monotonic()"),
+        ("reschedule", float("nan"), ValueError, "got nan (not a number); pass e.g."),
+        ("abandon_after", -1, ValueError, "abandon_after must be a number of seconds >= 0"),
+        ("abandon_after", "x", TypeError, "got 'x' of type str; pass e.g. abandon_after=0.5"),
+    ],
+)
+def test_every_number_is_checked_alike_naming_where_it_came_from(
+    call: str, value: object, error: type, fragment: str
+) -> None:
+    from celery_timeouts import sleep
+    from celery_timeouts.pools.options import PoolOptions
+
+    with pytest.raises(error) as info:
+        if call == "sleep":
+            sleep(value)  # type: ignore[arg-type]
+        elif call == "reschedule":
+            with portable_timeout(30) as scope:
+                scope.reschedule(value)  # type: ignore[arg-type]
+        else:
+            PoolOptions(abandon_after=value)  # type: ignore[arg-type]
     assert fragment in str(info.value)
 
 

@@ -7,6 +7,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from .._validation import real_number
+
 
 @dataclass(frozen=True)
 class PoolOptions:
@@ -19,12 +21,10 @@ class PoolOptions:
 
     def __post_init__(self) -> None:
         grace = self.abandon_after
-        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not (
-            math.isfinite(grace) and grace >= 0
-        ):
-            raise ValueError(
-                f"abandon_after must be a number of seconds >= 0, got {grace!r}"
-            )
+        takes = "a number of seconds >= 0"
+        fix = "pass e.g. abandon_after=0.5 (0: abandon at once)"
+        if not 0 <= real_number(grace, "abandon_after", takes, fix) < math.inf:
+            raise ValueError(f"abandon_after must be {takes}, got {grace!r}; {fix}")
         cap = self.max_abandoned_threads
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
             raise ValueError(
