@@ -232,6 +232,54 @@ def must_not_land(frame: FrameType) -> bool:
     return frame.f_code.co_filename in _HOLDS_LOCKS or in_protected_code(frame)
 
 
+def in_stdlib_locking(frame: FrameType) -> bool:
+    """True if `frame` is the stdlib's lock-handling code (see _stdlib_files_holding_locks)."""
+    return frame.f_code.co_filename in _HOLDS_LOCKS
+
+
+def _interruptible_waits() -> dict[CodeType, frozenset[int]]:
+    """The stdlib's long waits inside its locking code, as code object -> offsets of the
+    calls that wait: `Condition.wait`'s `waiter.acquire()` (under `Queue.get`,
+    `Event.wait`, `Semaphore.acquire`, ...) and `Thread.join`'s wait for the thread
+    (`_wait_for_tstate_lock`'s `lock.acquire()`; on 3.13 `_handle.join()`).
+
+    A signal handler that runs while the main thread is blocked in one of these calls may
+    raise: the exception ends the call without taking anything, and the `try` around it
+    puts the condition's lock back. Anywhere else in that code a signal handler cannot
+    tell "blocked in an acquire" from "the acquire just returned, holding the lock"
+    (both are the same instruction), so there it must wait.
+    """
+    waits = (
+        (threading.Condition.wait, "acquire"),
+        (getattr(threading.Thread, "_wait_for_tstate_lock", None), "acquire"),  # 3.10-3.12
+        (threading.Thread.join, "join"),  # 3.13: self._handle.join(timeout)
+    )
+    found: dict[CodeType, frozenset[int]] = {}
+    for function, callee in waits:
+        code = getattr(function, "__code__", None)
+        if code is None:
+            continue
+        name = None
+        offsets = set()
+        for instruction in dis.get_instructions(code):
+            if instruction.opname in ("LOAD_METHOD", "LOAD_ATTR"):
+                name = instruction.argval
+            elif instruction.opname.startswith("CALL") and name == callee:
+                offsets.add(instruction.offset)
+        found[code] = frozenset(offsets)
+    return found
+
+
+_INTERRUPTIBLE_WAITS = _interruptible_waits()
+
+
+def in_interruptible_wait(frame: FrameType) -> bool:
+    """True if `frame` is blocked in, or at, one of the stdlib's long waits (see
+    _interruptible_waits), where a signal handler's exception ends the wait cleanly."""
+    offsets = _INTERRUPTIBLE_WAITS.get(frame.f_code)
+    return offsets is not None and frame.f_lasti in offsets
+
+
 def in_protected_code(frame: FrameType | None) -> bool:
     """True if any frame on this stack is running the library's enter/exit code."""
     protected_code = _PROTECTED_CODE

@@ -72,3 +72,36 @@ def test_timeouts_never_leave_a_stdlib_lock_held(mode: str) -> None:
     assert report["queue lock held"] is False, report
     assert report["handler lock free"] is True, report
     assert report["fired"] >= 20, report  # a race: the deadline won many rounds
+
+
+def test_sigalrm_still_ends_a_wait_in_the_stdlibs_locking_code() -> None:
+    """The main thread blocked in one of the stdlib's long waits is interrupted there, as
+    before: the handler's exception ends the wait, and the lock around it is put back."""
+    import queue
+    import threading
+    import time
+
+    from celery_timeouts import TaskTimeout, portable_timeout
+
+    forever = threading.Event()
+    sleeper = threading.Thread(target=forever.wait, daemon=True)
+    sleeper.start()
+    shared = queue.Queue()  # type: ignore[var-annotated]
+    waits = {
+        "Queue.get": shared.get,
+        "Event.wait": threading.Event().wait,
+        "Semaphore.acquire": threading.Semaphore(0).acquire,
+        "Thread.join": sleeper.join,
+    }
+    try:
+        for name, wait in waits.items():
+            started = time.monotonic()
+            with pytest.raises(TaskTimeout), portable_timeout(0.2, backend="signal"):
+                wait()
+            assert time.monotonic() - started < 0.2 + 1.5, name
+        assert not shared.mutex.locked()  # put back on the way out of the wait
+        shared.put(1)
+        assert shared.get(timeout=1) == 1  # and the queue still works
+    finally:
+        forever.set()
+        sleeper.join(5)

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 from .._context import is_main_thread, os_lock, signal_unavailable_reason
 from .._current import RESUME_POLL, being_closed, suspended
 from .._on_timeout import run_deadline_callbacks
-from .._unwind import at_handler_hole, in_protected_code, must_not_land, protected
+from .._unwind import (
+    at_handler_hole,
+    in_interruptible_wait,
+    in_protected_code,
+    in_stdlib_locking,
+    protected,
+)
 from .base import Backend
 
 if TYPE_CHECKING:
@@ -325,7 +331,10 @@ class SignalBackend(Backend):
         if not due:
             self._rearm()
             return
-        if frame is not None and (must_not_land(frame) or at_handler_hole(frame)):
+        if frame is not None and (
+            in_protected_code(frame) or at_handler_hole(frame)
+            or (in_stdlib_locking(frame) and not in_interruptible_wait(frame))
+        ):
             self._set_timer(now + _RETRY_DELAY)  # land it a moment later, in the body
             return
         target = min(due, key=_deadline_of)
