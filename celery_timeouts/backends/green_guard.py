@@ -32,6 +32,7 @@ from .._current import enclosing as enclosing_scopes
 from .._interpreter import MECHANISMS
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import at_handler_hole, must_not_land, protected
+from ._landing import _DELIVERED_AT_NEXT_CHECK
 
 if TYPE_CHECKING:
     from .._scope import TimeoutScope
@@ -39,11 +40,9 @@ if TYPE_CHECKING:
 
 # Python 3.13 leaves some loop back-jumps outside their handlers (cpython#130279).
 _INSTRUCTION_DELIVERY = MECHANISMS.instruction_delivery  # 3.12, 3.13 (see _interpreter)
-# Without signals on 3.10 and 3.11: an injection lands where the thread was paused, so
-# the watchdog can raise it there when that is the overdue greenlet's code.
-_INJECTION_WHERE_PAUSED = (
-    MECHANISMS.injection_refused is None and sys.version_info < (3, 12)
-)
+# Without signals and without that delivery (3.10, 3.11): an injection lands where the
+# thread was paused, so the watchdog can raise it there, in the overdue greenlet's code.
+_INJECTION_WHERE_PAUSED = MECHANISMS.injection_refused is None and not _DELIVERED_AT_NEXT_CHECK
 TICK = 0.02  # seconds between the watchdog's looks at the armed green scopes
 GRACE = 0.01  # how long past its deadline the hub's own timer gets before the guard acts
 # None where the process uses no signals (see _context.NO_SIGNALS): the guard stays off.
@@ -181,9 +180,8 @@ class GreenGuard:
             if not on_stack(scope._entry_frame, frame):
                 continue
             if not _INSTRUCTION_DELIVERY:
-                # Re-read by the watchdog under its lock: the greenlet may have moved.
-                runs_here = functools.partial(_body_on_stack, scope)
-                if watchdog.inject_where_it_runs(self._main_thread_id, scope, runs_here):
+                # The watchdog looks again under its lock: the greenlet may have moved.
+                if watchdog.inject_where_it_runs(self._main_thread_id, scope):
                     scope._overdue = True  # its disarm withdraws it, if not landed
             elif watchdog.watch_next_instruction(
                 self._main_thread_id, scope, frame,
@@ -302,11 +300,6 @@ class GreenGuard:
         self.ticking = False
         self._lock = os_lock()
         self._main_thread_id = native_thread_id()  # the forking thread: main in the child
-
-
-def _body_on_stack(scope: TimeoutScope, frame: FrameType) -> bool:
-    """True if `frame` runs inside `scope`'s `with` (the greenlet that entered it)."""
-    return on_stack(scope._entry_frame, frame)
 
 
 def _fire(scope: TimeoutScope) -> BaseException:

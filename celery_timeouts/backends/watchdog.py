@@ -29,7 +29,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from .._context import is_green_patched, native_thread_id, os_lock, os_thread_primitives
-from .._current import being_closed, entered_in_generator, suspended
+from .._current import being_closed, entered_in_generator, on_stack, suspended
 from .._interpreter import MECHANISMS, warn_once_if_unverified
 from .._on_timeout import take as take_deadline_calls
 from .._unwind import (
@@ -120,11 +120,7 @@ class WatchdogBackend(Backend):
         with self._lock:
             scope._armed = False
             scope._entry_frame = None
-            thread_id = scope._thread_id
-            if self._pending.get(thread_id) is scope:
-                del self._pending[thread_id]
-                clear_async_exc(thread_id, None)  # withdraw it if it has not landed
-            self._next_instruction.withdraw(thread_id, scope)
+            self._withdraw(scope._thread_id, scope)
             self._cancelled += 1
             if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(self._heap):
                 self._compact()
@@ -168,11 +164,15 @@ class WatchdogBackend(Backend):
 
     def _claim(self, scope: TimeoutScope) -> None:
         scope._fired = True
-        thread_id = scope._thread_id
-        if self._pending.get(thread_id) is scope:
+        self._withdraw(scope._thread_id, scope)
+
+    def _withdraw(self, thread_id: int, item: _Timed) -> None:
+        """Take back what is on its way to `item` in that thread and has not landed: an
+        injection, or an instruction delivery. The lock is held."""
+        if self._pending.get(thread_id) is item:
             del self._pending[thread_id]
             clear_async_exc(thread_id, None)
-        self._next_instruction.withdraw(thread_id, scope)
+        self._next_instruction.withdraw(thread_id, item)
 
     def _compact(self) -> None:
         self._heap = [entry for entry in self._heap if entry[2]._armed]
@@ -331,10 +331,7 @@ class WatchdogBackend(Backend):
         """Withdraw what `watch_next_instruction` or `inject_where_it_runs` asked for,
         unless it landed already."""
         with self._lock:
-            self._next_instruction.withdraw(thread_id, scope)
-            if self._pending.get(thread_id) is scope:
-                del self._pending[thread_id]
-                clear_async_exc(thread_id, None)
+            self._withdraw(thread_id, scope)
 
     def _push(self, item: Callback | Delivery) -> None:
         entry: tuple[float, int, _Timed] = (item._deadline, next(self._sequence), item)
@@ -406,13 +403,11 @@ class WatchdogBackend(Backend):
         scope._fired = True
         return True
 
-    def inject_where_it_runs(
-        self, thread_id: int, scope: TimeoutScope, runs_here: Callable[[FrameType], bool]
-    ) -> bool:
-        """Raise `scope`'s timeout in thread `thread_id` right where it is paused, if
-        `runs_here(frame)` says that is the scope's body and the exception can land only
-        there: Python 3.10 to 3.12 raise an injection where the thread was interrupted.
-        For the green guard without signals, on 3.10 and 3.11 (3.12+ use
+    def inject_where_it_runs(self, thread_id: int, scope: TimeoutScope) -> bool:
+        """Raise `scope`'s timeout in thread `thread_id` right where it is paused, if that
+        is inside the scope's `with` (its entry frame is on the stack) and the exception
+        can land only there: Python 3.10 to 3.12 raise an injection where the thread was
+        interrupted. For the green guard without signals, on 3.10 and 3.11 (3.12+ use
         `watch_next_instruction`). False, injecting nothing, if it cannot now: the lock
         is busy, something is pending there, or the place is not safe; try again later."""
         if _DELIVERED_AT_NEXT_CHECK or not self._lock.acquire(False):
@@ -423,7 +418,7 @@ class WatchdogBackend(Backend):
                 frame is None
                 or thread_id in self._pending
                 or self._next_instruction.pending_in(thread_id)
-                or not runs_here(frame)
+                or not on_stack(scope._entry_frame, frame)
                 or _landing(frame, scope._entry_frame) is not _NOW
             ):
                 return False
