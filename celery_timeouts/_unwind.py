@@ -229,7 +229,7 @@ def must_not_land(frame: FrameType) -> bool:
     """True if a timeout raised at `frame`, the thread's innermost frame, could escape a
     `with` or break what others rely on: library enter/exit code is on the stack, or the
     stdlib is between acquiring a lock and guarding it (see _stdlib_files_holding_locks)."""
-    return frame.f_code.co_filename in _HOLDS_LOCKS or in_protected_code(frame)
+    return in_stdlib_locking(frame) or in_protected_code(frame)
 
 
 def in_stdlib_locking(frame: FrameType) -> bool:
