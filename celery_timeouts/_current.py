@@ -27,6 +27,16 @@ class ScopeState(enum.Enum):
     EXITED = "exited"
 
 
+class DeliveryState(enum.Enum):
+    """Where a timeout (a scope's, or another timed item's) stands."""
+
+    PENDING = "pending"  # its deadline has not been acted on
+    # Due, not delivered yet: no safe place to land so far, a suspended generator's body,
+    # a delivery asked for and not landed. If the body ends first, its exit raises it.
+    OVERDUE = "overdue"
+    FIRED = "fired"  # delivered to the body (or claimed by the body itself)
+
+
 _ACTIVE, _EXITED = ScopeState.ACTIVE, ScopeState.EXITED
 
 # The innermost scope entered and not yet left here (a ContextVar: per thread, greenlet

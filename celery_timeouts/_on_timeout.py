@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._context import os_lock
-from ._current import ScopeState, earliest
+from ._current import DeliveryState, ScopeState, earliest
 
 if TYPE_CHECKING:
     from ._scope import TimeoutScope
@@ -115,7 +115,7 @@ def register(
         calls = scope._deadline_calls
         if calls is _DROPPED or scope.deadline is None:
             raise RuntimeError(not_active(scope))
-        if calls is not _DISPATCHED and not scope._fired:
+        if calls is not _DISPATCHED and scope._delivery is not DeliveryState.FIRED:
             if calls is None:
                 calls = scope._deadline_calls = []
             calls.append(handle)
@@ -191,4 +191,4 @@ def innermost_with_limit(scope: TimeoutScope | None) -> TimeoutScope:
 
 
 def _not_fired(scope: TimeoutScope) -> bool:
-    return not scope._fired
+    return scope._delivery is not DeliveryState.FIRED

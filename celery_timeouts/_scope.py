@@ -7,7 +7,6 @@ scope that owns it converts it to the public exception, on its way out.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ._current import SUSPENDABLE as _SUSPENDABLE
-from ._current import ScopeState, enclosing
+from ._current import DeliveryState, ScopeState, enclosing
 from ._current import innermost as _innermost
 from ._current import live as _live
 from ._current import owning_frame as _owning_frame
@@ -41,6 +40,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 _INIT, _ACTIVE, _EXITED = ScopeState.INIT, ScopeState.ACTIVE, ScopeState.EXITED
+_PENDING, _OVERDUE, _FIRED = DeliveryState.PENDING, DeliveryState.OVERDUE, DeliveryState.FIRED
 
 
 class TimeoutScope:
@@ -50,23 +50,19 @@ class TimeoutScope:
         "__weakref__",
         "_armed",
         "_backend",
+        "_backend_state",
         "_cancel_called",
-        "_cancel_sent",
-        "_cancelling",
         "_catchable",
         "_children",
         "_deadline",
         "_deadline_calls",
+        "_delivery",
         "_entry_frame",
         "_exception",
-        "_fired",
-        "_handle",
         "_in_body",
-        "_overdue",
         "_parent",
         "_requested",
         "_state",
-        "_task",
         "_thread_id",
         "_token",
         "backend",
@@ -77,14 +73,13 @@ class TimeoutScope:
     # Set on entry.
     _parent: TimeoutScope | None
     _token: Token[TimeoutScope | None]
-    # Set by backends while the scope is armed.
     _deadline: float  # as `deadline`, for backends (math.inf: no limit); set on entry
-    _armed: bool
     _entry_frame: Any  # the frame holding the `with`, while active
-    _handle: Any  # the backend's timer
-    _thread_id: int
-    _task: Any  # asyncio.Task
-    _cancelling: int
+    # What the backend armed (its timer, the thread or task it interrupts, ...): its
+    # own record, kept here for it and never read by the scope (see Backend.arm).
+    _backend_state: Any
+    _armed: bool  # the watchdog's
+    _thread_id: int  # the watchdog's
     # None, or the `on_timeout` callbacks (see _on_timeout): only a registration sets it;
     # an empty list once they have run or been dropped.
     _deadline_calls: list[OnTimeout] | None
@@ -112,11 +107,10 @@ class TimeoutScope:
         self.backend: str | None = None
         self._backend: Backend | None = None
         self._state = _INIT
-        self._fired = self._cancel_sent = self._cancel_called = False
-        # The deadline passed and the timeout is not delivered yet (no safe place to land
-        # so far, a suspended generator's body, a delivery asked for): if the body ends
-        # first, the scope's exit raises it.
-        self._overdue = False
+        # Backends change it only through _mark_fired, _fire, _mark_overdue and
+        # _not_overdue_any_more.
+        self._delivery = _PENDING
+        self._cancel_called = False
         self._deadline_calls = None
         self._children = None
 
@@ -134,8 +128,8 @@ class TimeoutScope:
         # As __init__: this runs on every decorated call.
         scope.deadline = scope.backend = scope._backend = None
         scope._state = _INIT
-        scope._fired = scope._cancel_sent = scope._cancel_called = False
-        scope._overdue = False
+        scope._delivery = _PENDING
+        scope._cancel_called = False
         scope._deadline_calls = None
         scope._children = None
         return scope
@@ -149,7 +143,7 @@ class TimeoutScope:
     @property
     def fired(self) -> bool:
         """True once this scope delivered its timeout to its body."""
-        return self._fired
+        return self._delivery is _FIRED
 
     @property
     def cancel_called(self) -> bool:
@@ -181,7 +175,7 @@ class TimeoutScope:
                 f"reschedule() needs an active scope, and {self!r} is not: call it inside "
                 f"its 'with' block (or while the decorated call runs)"
             )
-        if self._fired:
+        if self._delivery is _FIRED:
             raise RuntimeError(
                 f"{self!r} has already delivered its timeout: it can no longer be "
                 f"rescheduled"
@@ -199,7 +193,7 @@ class TimeoutScope:
         if self._cancel_called:
             return
         self._cancel_called = True
-        if self._state is _ACTIVE and not self._fired:
+        if self._state is _ACTIVE and self._delivery is not _FIRED:
             self._move_deadline(_monotonic())
 
     @protected
@@ -239,7 +233,7 @@ class TimeoutScope:
         limit = "no limit" if self.seconds is None else f"{self.seconds:g} s"
         return (
             f"<TimeoutScope {limit} backend={self.backend or self._requested} "
-            f"state={self._state.value} fired={self._fired}>"
+            f"state={self._state.value} fired={self._delivery is _FIRED}>"
         )
 
     # -- the sync context manager ------------------------------------------------------
@@ -255,10 +249,10 @@ class TimeoutScope:
         self._leave()
         if exc is not None:
             return self._settle(exc)
-        if (self._fired or self._overdue) and not self._catchable:
+        if self._delivery is not _PENDING and not self._catchable:
             # The body swallowed the timeout, or finished while the watchdog was still
             # waiting for a safe place to deliver it: the deadline holds either way.
-            self._fired = True
+            self._delivery = _FIRED
             self._raise_timeout(None)
         return False
 
@@ -277,13 +271,14 @@ class TimeoutScope:
         traceback: TracebackType | None,
     ) -> bool:
         self._leave()
-        if self._cancel_sent and (exc is None or isinstance(exc, asyncio.CancelledError)):
-            task = self._task
-            if hasattr(task, "uncancel") and task.uncancel() > self._cancelling:
-                return False  # someone else cancelled the task too: theirs wins
-            self._fired = True
-            return self._raise_timeout(exc)
-        return self._settle(exc)
+        backend = self._backend
+        ours = None if backend is None else backend.own_cancellation(self, exc)
+        if ours is None:
+            return self._settle(exc)
+        if not ours:
+            return False  # someone else cancelled the task too: theirs wins
+        self._delivery = _FIRED
+        return self._raise_timeout(exc)
 
     # -- the decorator ---------------------------------------------------------------------
 
@@ -342,7 +337,7 @@ class TimeoutScope:
         self._entry_frame = frame
         if backend is not None:
             try:
-                backend.arm(self)
+                self._backend_state = backend.arm(self)
             except BaseException as error:
                 self._backend = None
                 if seconds is None and isinstance(error, BackendUnavailable):
@@ -394,12 +389,33 @@ class TimeoutScope:
         the exit swallows it instead (move_on_after)."""
         if isinstance(exc, ScopeTimeout):
             if exc.scope is self:
-                self._fired = True
+                self._delivery = _FIRED
                 return self._raise_timeout(exc)
             return False  # an enclosing scope's timeout: let it through
-        if exc is None and self._fired and not self._catchable:
+        if exc is None and self._delivery is _FIRED and not self._catchable:
             return self._raise_timeout(None)  # the body swallowed it: the deadline holds
         return False
+
+    # -- how backends change the delivery state -----------------------------------------
+
+    def _mark_fired(self) -> None:
+        """The timeout is delivered (or the body raises it itself): nothing more of it."""
+        self._delivery = _FIRED
+
+    def _fire(self) -> BaseException:
+        """Mark the timeout delivered and return what the body is interrupted with."""
+        self._delivery = _FIRED
+        return self._unwinding()
+
+    def _mark_overdue(self) -> None:
+        """Due, and not delivered yet: if the body ends first, the exit raises it."""
+        if self._delivery is _PENDING:
+            self._delivery = _OVERDUE
+
+    def _not_overdue_any_more(self) -> None:
+        """The deadline moved past now before the pending delivery landed."""
+        if self._delivery is _OVERDUE:
+            self._delivery = _PENDING
 
     @protected
     def _unwinding(self) -> BaseException:
@@ -452,7 +468,7 @@ class TimeoutScope:
         self._leave()
         if self is not owner:
             return owner._unwinding()  # on its way to the scope that owns it
-        self._fired = True
+        self._delivery = _FIRED
         if exc is None or (isinstance(exc, ScopeTimeout) and exc.scope is self):
             return self._public_exception(None)
         return exc  # another exception was already leaving the body: it goes on

@@ -54,8 +54,7 @@ class FakeBackend(Backend):
     def fire(self, scope: TimeoutScope) -> NoReturn:
         """Deliver `scope`'s timeout here, as a backend's delivery lands in the body."""
         assert scope in self.armed, "a backend delivers only for a scope it has armed"
-        scope._fired = True
-        raise scope._unwinding()
+        raise scope._fire()
 
 
 @pytest.fixture
@@ -149,7 +148,7 @@ def test_move_on_after_swallows_only_its_own_timeout(fake: FakeBackend) -> None:
 def test_an_overdue_timeout_not_delivered_yet_is_raised_at_exit(fake: FakeBackend) -> None:
     # The backend found no safe place before the body ended: the deadline holds.
     with pytest.raises(TaskTimeout), scope() as timed:
-        timed._overdue = True
+        timed._mark_overdue()
     assert timed.fired
 
 

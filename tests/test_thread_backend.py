@@ -210,7 +210,7 @@ def test_what_lands_at_the_entry_of_exit_is_settled_there(delivered: str) -> Non
         if delivered == "timeout":
             with watchdog._lock:
                 watchdog._pending[scope._thread_id] = scope  # as the watchdog records it
-                scope._fired = True
+                scope._mark_fired()
                 set_async_exc(scope._thread_id, injectable(scope))
         else:
             set_async_exc(scope._thread_id, raising_on_landing(relayed))

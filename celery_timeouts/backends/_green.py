@@ -3,7 +3,7 @@ the timeout into the scope's greenlet at its deadline, and the green guard for t
 greenlets of the main thread's hub that never yield (which starve the hub's timers).
 
 A subclass says how to start and stop its library's timer (`_start_timer`, the
-handle's `close`), and calls `at_deadline` from it.
+timer's `close`), and calls `at_deadline` from it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._context import is_main_thread
-from .._current import RESUME_POLL, suspended
+from .._current import RESUME_POLL, DeliveryState, suspended
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import protected
 from .base import Backend
@@ -22,6 +22,17 @@ from .green_guard import GreenGuard, main_thread_guard
 
 if TYPE_CHECKING:
     from .._scope import TimeoutScope
+
+
+class ArmedGreenlet:
+    """What a green backend armed for one scope: the greenlet it interrupts, and the
+    hub's timer for the scope's deadline (replaced when the deadline moves)."""
+
+    __slots__ = ("greenlet", "timer")
+
+    def __init__(self, greenlet: Any) -> None:
+        self.greenlet = greenlet
+        self.timer: Any = None
 
 
 class GreenTimerBackend(Backend):
@@ -34,20 +45,24 @@ class GreenTimerBackend(Backend):
     _guard: GreenGuard | None = None
 
     _get_hub: Callable[[], Any]  # the library's: the calling thread's hub
+    _getcurrent: Callable[[], Any]  # greenlet's: the running greenlet
 
-    def _start_timer(self, scope: TimeoutScope, hub: Any, seconds: float | None) -> None:
-        """Set `scope._handle` to a timer of `hub` that calls `at_deadline` in `seconds`
-        (None: no limit yet, an unstarted timer that reschedule() starts); clean up after
-        itself if it fails. The handle's `close()` stops it."""
+    def _start_timer(
+        self, scope: TimeoutScope, armed: ArmedGreenlet, hub: Any, seconds: float | None
+    ) -> Any:
+        """A timer of `hub` that calls `at_deadline` for `armed.greenlet` in `seconds`
+        (None: no limit yet, an unstarted timer that reschedule() starts); cleans up
+        after itself if it fails. Its `close()` stops it."""
         raise NotImplementedError
 
     @protected
-    def arm(self, scope: TimeoutScope) -> None:
+    def arm(self, scope: TimeoutScope) -> ArmedGreenlet:
         hub = self._get_hub()
         seconds = scope.seconds
         if seconds is None or scope._cancel_called:
             seconds = 0.0 if scope._deadline != math.inf else None
-        self._start_timer(scope, hub, seconds)
+        armed = ArmedGreenlet(self._getcurrent())
+        armed.timer = self._start_timer(scope, armed, hub, seconds)
         try:
             guard = self._guard if hub is self._guarded_hub else self._adopt_hub(hub)
             if guard is not None:
@@ -55,15 +70,17 @@ class GreenTimerBackend(Backend):
                 if not guard.ticking:
                     guard.start()
         except BaseException:  # entry failed: leave no timer and no guard behind
-            self.disarm(scope)
+            armed.timer.close()
+            self._unguard(scope)
             raise
+        return armed
 
     @protected
     def disarm(self, scope: TimeoutScope) -> None:
-        scope._handle.close()
+        scope._backend_state.timer.close()
         self._unguard(scope)
-        if scope._overdue and self._guard is not None:
-            self._guard.withdraw(scope)  # a delivery the guard asked the watchdog for
+        if scope._delivery is not DeliveryState.PENDING and self._guard is not None:
+            self._guard.withdraw(scope)  # a delivery the guard may have asked the watchdog for
 
     def _unguard(self, scope: TimeoutScope) -> None:
         """Replaced by the guard's set removal once a guard is adopted."""
@@ -89,13 +106,12 @@ def at_deadline(scope: TimeoutScope, greenlet: Any) -> float | None:
         return left
     frame = greenlet.gr_frame  # None once the greenlet is dead
     if frame is not None and suspended(scope, frame):
-        scope._overdue = True
+        scope._mark_overdue()
         return RESUME_POLL
     if scope._deadline_calls:
         run_deadline_callbacks(scope)
         if scope._deadline > time.monotonic():
             return None  # a callback moved the deadline later: reschedule() re-times it
-    if not scope._fired:
-        scope._fired = True
-        greenlet.throw(scope._unwinding())
+    if scope._delivery is not DeliveryState.FIRED:
+        greenlet.throw(scope._fire())
     return None

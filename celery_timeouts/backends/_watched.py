@@ -15,6 +15,7 @@ from types import FrameType
 from typing import Any
 
 from .._context import native_thread_id, os_lock
+from .._current import DeliveryState
 
 _WAIT_MAX = min(threading.TIMEOUT_MAX, 3600.0)
 
@@ -50,13 +51,13 @@ class Wakeup:
 class Callback:
     """A function the watchdog runs on its own thread at a deadline (see `call_at`)."""
 
-    __slots__ = ("_armed", "_deadline", "_entry_frame", "_fired", "_thread_id", "function")
+    __slots__ = ("_armed", "_deadline", "_delivery", "_entry_frame", "_thread_id", "function")
 
     def __init__(self, deadline: float, function: Callable[[], object]) -> None:
         self._deadline = deadline
         self.function = function
         self._armed = True
-        self._fired = False
+        self._delivery = DeliveryState.PENDING
         self._entry_frame = None
         self._thread_id = native_thread_id()  # survives a fork only in the forking thread
 
@@ -67,10 +68,9 @@ class Delivery:
     __slots__ = (
         "_armed",
         "_deadline",
+        "_delivery",
         "_entry_frame",
         "_exception",
-        "_fired",
-        "_overdue",
         "_thread_id",
     )
     _deadline_calls = None  # as a scope that registered no `on_timeout` callback
@@ -83,5 +83,11 @@ class Delivery:
         self._entry_frame = entry_frame
         self._deadline = time.monotonic()
         self._armed = True
-        self._fired = False
-        self._overdue = False
+        self._delivery = DeliveryState.PENDING
+
+    def _mark_fired(self) -> None:
+        self._delivery = DeliveryState.FIRED
+
+    def _mark_overdue(self) -> None:
+        if self._delivery is DeliveryState.PENDING:
+            self._delivery = DeliveryState.OVERDUE

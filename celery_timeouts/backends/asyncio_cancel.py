@@ -13,7 +13,7 @@ import time
 from contextvars import Context
 from typing import TYPE_CHECKING
 
-from .._current import ScopeState
+from .._current import DeliveryState, ScopeState
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import protected
 from ..exceptions import BackendUnavailable
@@ -40,7 +40,7 @@ class AsyncioBackend(Backend):
         return None
 
     @protected
-    def arm(self, scope: TimeoutScope) -> None:
+    def arm(self, scope: TimeoutScope) -> _ArmedTask:
         # `auto` skips unavailable_reason() for coroutines: the checks happen here, once.
         try:
             loop = asyncio.get_running_loop()
@@ -51,33 +51,43 @@ class AsyncioBackend(Backend):
             raise BackendUnavailable(
                 f"backend='asyncio' cannot run here: {self.unavailable_reason()}"
             )
-        scope._task = task
-        scope._cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
+        armed = _ArmedTask(task)
         # Just armed: the deadline is `seconds` from now. A fresh, empty context for the
         # callback: a copy of the current one would keep the scope alive (and the garbage
         # collector busy) for as long as the cancelled handle sits in the loop's heap.
         seconds = scope.seconds
         if seconds is None or scope._cancel_called:
             if scope._deadline == math.inf:
-                scope._handle = _NO_TIMER  # no limit (yet): reschedule() may set one
-                return
+                return armed  # no limit (yet): reschedule() may set one
             seconds = 0.0
-        scope._handle = loop.call_at(loop.time() + seconds, _cancel_task, scope, context=Context())
+        armed.timer = loop.call_at(
+            loop.time() + seconds, _cancel_task, scope, armed, context=Context()
+        )
+        return armed
 
     @protected
     def disarm(self, scope: TimeoutScope) -> None:
-        scope._handle.cancel()
+        scope._backend_state.timer.cancel()
 
     def reschedule(self, scope: TimeoutScope) -> None:
-        loop = scope._task.get_loop()
+        armed: _ArmedTask = scope._backend_state
+        loop = armed.task.get_loop()
         try:
             here = asyncio.get_running_loop() is loop
         except RuntimeError:
             here = False
         if here:
-            _restart_timer(scope)
+            _restart_timer(scope, armed)
         else:
-            loop.call_soon_threadsafe(_restart_timer, scope, context=Context())
+            loop.call_soon_threadsafe(_restart_timer, scope, armed, context=Context())
+
+    def own_cancellation(self, scope: TimeoutScope, exc: BaseException | None) -> bool | None:
+        armed: _ArmedTask = scope._backend_state
+        if not armed.cancel_sent or not (exc is None or isinstance(exc, asyncio.CancelledError)):
+            return None
+        task = armed.task
+        # Python 3.11+: take our cancellation back; another one still counted is theirs.
+        return not (hasattr(task, "uncancel") and task.uncancel() > armed.cancelling)
 
 
 class _NoTimer:
@@ -91,30 +101,45 @@ class _NoTimer:
 _NO_TIMER = _NoTimer()
 
 
+class _ArmedTask:
+    """What the backend armed for one scope: the task it cancels at the deadline, that
+    task's count of cancellations then, the loop's timer, and whether it cancelled."""
+
+    __slots__ = ("cancel_sent", "cancelling", "task", "timer")
+
+    def __init__(self, task: asyncio.Task[object]) -> None:
+        self.task = task
+        self.cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
+        self.timer: asyncio.TimerHandle | _NoTimer = _NO_TIMER
+        self.cancel_sent = False
+
+
 @protected
-def _restart_timer(scope: TimeoutScope) -> None:
+def _restart_timer(scope: TimeoutScope, armed: _ArmedTask) -> None:
     """In the loop's thread: the scope's timer, for its new deadline."""
-    if scope._state is not ScopeState.ACTIVE or scope._fired:
+    if scope._state is not ScopeState.ACTIVE or scope._delivery is DeliveryState.FIRED:
         return  # left, or fired, meanwhile
-    scope._handle.cancel()
+    armed.timer.cancel()
     deadline = scope._deadline
     if deadline == math.inf:
-        scope._handle = _NO_TIMER
+        armed.timer = _NO_TIMER
         return
-    loop = scope._task.get_loop()
+    loop = armed.task.get_loop()
     delay = max(deadline - time.monotonic(), 0.0)
-    scope._handle = loop.call_at(loop.time() + delay, _cancel_task, scope, context=Context())
+    armed.timer = loop.call_at(
+        loop.time() + delay, _cancel_task, scope, armed, context=Context()
+    )
 
 
-def _cancel_task(scope: TimeoutScope) -> None:
+def _cancel_task(scope: TimeoutScope, armed: _ArmedTask) -> None:
     if scope._deadline > time.monotonic():  # moved later, not replaced yet: wait the rest
-        _restart_timer(scope)
+        _restart_timer(scope, armed)
         return
     if scope._deadline_calls:
         run_deadline_callbacks(scope)
         if scope._deadline > time.monotonic():
             return  # a callback moved the deadline later: reschedule() restarts the timer
-    if not scope._fired:
-        scope._fired = True
-        scope._cancel_sent = True
-        scope._task.cancel()
+    if scope._delivery is not DeliveryState.FIRED:
+        scope._mark_fired()
+        armed.cancel_sent = True
+        armed.task.cancel()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from .._scope import TimeoutScope
@@ -23,8 +23,13 @@ class Backend:
         """None if this backend can time code running here, else why not and the fix."""
         raise NotImplementedError
 
-    def arm(self, scope: TimeoutScope) -> None:
-        """Start enforcing `scope.deadline` on the current thread, greenlet or task."""
+    def arm(self, scope: TimeoutScope) -> Any:
+        """Start enforcing `scope._deadline` on the current thread, greenlet or task.
+
+        Returns the backend's record of this arming (its timer, the task or thread it
+        interrupts, ...), or None if it needs none. The scope keeps it for the backend,
+        as `scope._backend_state`, and never reads it.
+        """
         raise NotImplementedError
 
     def disarm(self, scope: TimeoutScope) -> None:
@@ -48,7 +53,13 @@ class Backend:
         Backends whose timer runs in another OS thread override this to take their lock
         and withdraw a delivery already under way.
         """
-        scope._fired = True
+        scope._mark_fired()
+
+    def own_cancellation(self, scope: TimeoutScope, exc: BaseException | None) -> bool | None:
+        """For `async with`, at the scope's exit (asyncio): None if the backend cancelled
+        nothing for `scope`, or `exc` is not that cancellation; True if it is the scope's
+        own (now taken back); False if someone else cancelled the task as well."""
+        return None
 
     def sleep(self, seconds: float) -> None:
         """Block for `seconds`; the armed timer interrupts it at the deadline."""

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._context import eventlet_context, os_lock
-from .._current import ScopeState
+from .._current import DeliveryState, ScopeState
 from .._unwind import protected
-from ._green import GreenTimerBackend, at_deadline
+from ._green import ArmedGreenlet, GreenTimerBackend, at_deadline
 
 if TYPE_CHECKING:
     from .._scope import TimeoutScope
@@ -52,16 +52,19 @@ class EventletBackend(GreenTimerBackend):
             )
         return None
 
-    def _start_timer(self, scope: TimeoutScope, hub: Any, seconds: float | None) -> None:
-        timer = scope._handle = _ThrowTimer(scope, self._getcurrent(), hub, seconds)
+    def _start_timer(
+        self, scope: TimeoutScope, armed: ArmedGreenlet, hub: Any, seconds: float | None
+    ) -> Any:
+        timer = _ThrowTimer(scope, armed.greenlet, hub, seconds)
         if hub is not self._waking:
             _set_up_waker(hub)
             self._waking = hub  # the hub of the last arm: set up (cheap to check)
         if seconds is not None:  # a scope without a limit: reschedule() adds it
             hub.add_timer(timer)
+        return timer
 
     def reschedule_refusal(self, scope: TimeoutScope) -> str | None:
-        hub = scope._handle._hub
+        hub = scope._backend_state.timer._hub
         if self._hub_here() is hub or _waker_of(hub) is not None:
             return None
         return (
@@ -72,16 +75,17 @@ class EventletBackend(GreenTimerBackend):
 
     @protected
     def reschedule(self, scope: TimeoutScope) -> None:
-        hub = scope._handle._hub
+        armed: ArmedGreenlet = scope._backend_state
+        hub = armed.timer._hub
         if self._hub_here() is hub:
-            _restart_timer(scope)
+            _restart_timer(scope, armed)
             return
         # eventlet's hub is not thread-safe: wake it through its pipe, and the timer is
         # replaced there. A green thread that never yields meanwhile is stopped by the
         # guard, which reads the new deadline itself.
         waker = _waker_of(hub)
         if waker is not None:
-            waker.restart(scope)
+            waker.restart(scope, armed)
 
     def sleep(self, seconds: float) -> None:
         self._sleep(seconds)
@@ -99,14 +103,14 @@ class _HubWaker:
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
-        self._moved: list[TimeoutScope] = []
+        self._moved: list[tuple[TimeoutScope, ArmedGreenlet]] = []
         self._lock = os_lock()  # taken by other OS threads: never eventlet's green lock
         hub.add(hub.READ, self._read, self._woken, _ignore, _ignore)
 
-    def restart(self, scope: TimeoutScope) -> None:
+    def restart(self, scope: TimeoutScope, armed: ArmedGreenlet) -> None:
         """From any thread: replace `scope`'s timer in the hub's thread, soon."""
         with self._lock:
-            self._moved.append(scope)
+            self._moved.append((scope, armed))
         # A full pipe holds wake-ups already: the hub will read them.
         with contextlib.suppress(BlockingIOError):
             self._os.write(self._write, b"!")
@@ -120,8 +124,8 @@ class _HubWaker:
             pass
         with self._lock:
             moved, self._moved = self._moved, []
-        for scope in moved:
-            _restart_timer(scope)
+        for scope, armed in moved:
+            _restart_timer(scope, armed)
 
 
 def _ignore(*args: object) -> None:
@@ -148,19 +152,19 @@ def _set_up_waker(hub: Any) -> None:
 
 
 @protected
-def _restart_timer(scope: TimeoutScope) -> None:
+def _restart_timer(scope: TimeoutScope, armed: ArmedGreenlet) -> None:
     """In the hub's thread: the scope's timer, for its new deadline."""
-    old = scope._handle
-    hub = old._hub
-    if scope._state is not ScopeState.ACTIVE or scope._fired:
+    if scope._state is not ScopeState.ACTIVE or scope._delivery is DeliveryState.FIRED:
         return
+    old = armed.timer
+    hub = old._hub
     old.cancel()
     deadline = scope._deadline
     if deadline == math.inf:
-        scope._handle = _ThrowTimer(scope, old._greenlet, hub, None)
+        armed.timer = _ThrowTimer(scope, armed.greenlet, hub, None)
         return
-    timer = scope._handle = _ThrowTimer(
-        scope, old._greenlet, hub, max(deadline - time.monotonic(), 0.0)
+    timer = armed.timer = _ThrowTimer(
+        scope, armed.greenlet, hub, max(deadline - time.monotonic(), 0.0)
     )
     hub.add_timer(timer)
 

@@ -12,9 +12,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._context import gevent_context
-from .._current import ScopeState
+from .._current import DeliveryState, ScopeState
 from .._unwind import protected
-from ._green import GreenTimerBackend, at_deadline
+from ._green import ArmedGreenlet, GreenTimerBackend, at_deadline
 
 if TYPE_CHECKING:
     from .._scope import TimeoutScope
@@ -40,48 +40,51 @@ class GeventBackend(GreenTimerBackend):
             )
         return None
 
-    def _start_timer(self, scope: TimeoutScope, hub: Any, seconds: float | None) -> None:
+    def _start_timer(
+        self, scope: TimeoutScope, armed: ArmedGreenlet, hub: Any, seconds: float | None
+    ) -> Any:
         # update=True measures from now, not from the loop's last iteration (stale after
         # a long CPU-bound stretch). A scope without a limit gets a timer too, left
         # unstarted: reschedule() starts it.
-        timer = scope._handle = hub.loop.timer(seconds or 0.0)
-        greenlet = scope._task = self._getcurrent()
+        timer = hub.loop.timer(seconds or 0.0)
         if seconds is not None:
             try:
-                timer.start(_throw, scope, greenlet, update=True)
+                timer.start(_throw, scope, armed, update=True)
             except BaseException:
                 timer.close()
                 raise
+        return timer
 
     @protected
     def reschedule(self, scope: TimeoutScope) -> None:
         # The hub's loop is not thread-safe: the timer is replaced in the hub's thread
         # (at its next turn). A greenlet that never yields meanwhile is stopped by the
         # guard, which reads the new deadline itself.
-        scope._handle.loop.run_callback_threadsafe(_restart_timer, scope)
+        armed: ArmedGreenlet = scope._backend_state
+        armed.timer.loop.run_callback_threadsafe(_restart_timer, scope, armed)
 
     def sleep(self, seconds: float) -> None:
         self._sleep(seconds)
 
 
 @protected
-def _restart_timer(scope: TimeoutScope, not_before: float = 0.0) -> None:
+def _restart_timer(scope: TimeoutScope, armed: ArmedGreenlet, not_before: float = 0.0) -> None:
     """In the hub's thread: the scope's timer, for its new deadline (or `not_before`
     seconds from now, if that is later)."""
-    if scope._state is not ScopeState.ACTIVE or scope._fired:
+    if scope._state is not ScopeState.ACTIVE or scope._delivery is DeliveryState.FIRED:
         return  # left, or fired, meanwhile
-    old = scope._handle
+    old = armed.timer
     old.close()
     deadline = scope._deadline
-    timer = scope._handle = old.loop.timer(
+    timer = armed.timer = old.loop.timer(
         0.0 if deadline == math.inf else max(deadline - time.monotonic(), not_before)
     )
     if deadline != math.inf:
-        timer.start(_throw, scope, scope._task, update=True)
+        timer.start(_throw, scope, armed, update=True)
 
 
-def _throw(scope: TimeoutScope, greenlet: Any) -> None:
+def _throw(scope: TimeoutScope, armed: ArmedGreenlet) -> None:
     """Runs in the hub when the deadline passes: raise in the scope's greenlet."""
-    wait = at_deadline(scope, greenlet)
+    wait = at_deadline(scope, armed.greenlet)
     if wait is not None:
-        _restart_timer(scope, wait)
+        _restart_timer(scope, armed, wait)

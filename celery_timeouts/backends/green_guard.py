@@ -27,7 +27,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
 from .._context import NO_SIGNALS, is_main_thread, native_thread_id, os_lock
-from .._current import current_scope, earliest, on_stack
+from .._current import DeliveryState, current_scope, earliest, on_stack
 from .._current import enclosing as enclosing_scopes
 from .._interpreter import MECHANISMS
 from .._on_timeout import run_deadline_callbacks
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 _INSTRUCTION_DELIVERY = MECHANISMS.instruction_delivery  # 3.12, 3.13 (see _interpreter)
 # Without signals and without that delivery (3.10, 3.11): an injection lands where the
 # thread was paused, so the watchdog can raise it there, in the overdue greenlet's code.
+_PENDING, _FIRED = DeliveryState.PENDING, DeliveryState.FIRED
 _INJECTION_WHERE_PAUSED = MECHANISMS.injection_refused is None and not _DELIVERED_AT_NEXT_CHECK
 TICK = 0.02  # seconds between the watchdog's looks at the armed green scopes
 GRACE = 0.01  # how long past its deadline the hub's own timer gets before the guard acts
@@ -150,8 +151,10 @@ class GreenGuard:
             for alarm in alarms:
                 if alarm.abandoned():
                     self.discard_alarm(alarm)  # its greenlet ended: nobody to ring
-            armed: tuple[TimeoutScope | GuardedAlarm, ...] = (*tuple(self._scopes), *alarms)
-            due = any(not item._fired and item._deadline <= overdue for item in armed)
+            due = any(
+                scope._delivery is not _FIRED and scope._deadline <= overdue
+                for scope in tuple(self._scopes)
+            ) or any(not alarm._fired and alarm._deadline <= overdue for alarm in alarms)
             if not due:
                 pass
             elif SIGNAL is None:
@@ -175,20 +178,20 @@ class GreenGuard:
         if watchdog is None or frame is None:
             return
         for scope in tuple(self._scopes):
-            if scope._fired or scope._deadline > overdue or scope._overdue:
+            if scope._delivery is not _PENDING or scope._deadline > overdue:
                 continue
             if not on_stack(scope._entry_frame, frame):
                 continue
             if not _INSTRUCTION_DELIVERY:
                 # The watchdog looks again under its lock: the greenlet may have moved.
                 if watchdog.inject_where_it_runs(self._main_thread_id, scope):
-                    scope._overdue = True  # its disarm withdraws it, if not landed
+                    scope._mark_overdue()  # its disarm withdraws it, if not landed
             elif watchdog.watch_next_instruction(
                 self._main_thread_id, scope, frame,
                 functools.partial(_fire, scope), functools.partial(_runs_here, scope),
                 until=scope._entry_frame,
             ):
-                scope._overdue = True  # its disarm withdraws the delivery
+                scope._mark_overdue()  # its disarm withdraws the delivery
             return
 
     def _keep_ticking(self) -> bool:
@@ -222,7 +225,9 @@ class GreenGuard:
         scopes = self._scopes  # armed green scopes
         return earliest(
             current_scope(),
-            lambda scope: scope in scopes and not scope._fired and scope._deadline <= now,
+            lambda scope: (
+                scope in scopes and scope._delivery is not _FIRED and scope._deadline <= now
+            ),
         )
 
     @protected
@@ -262,8 +267,7 @@ class GreenGuard:
             if _INSTRUCTION_DELIVERY:
                 self._deliver_next_instruction(target, frame)
             return
-        target._fired = True
-        raise target._unwinding()
+        raise target._fire()
 
     def _overdue_alarm_here(self, now: float) -> GuardedAlarm | None:
         """The earliest overdue alarm of the greenlet running now, if any."""
@@ -283,7 +287,7 @@ class GreenGuard:
             native_thread_id(), target, frame,
             functools.partial(_fire, target), functools.partial(_runs_here, target),
         ):
-            target._overdue = True
+            target._mark_overdue()
 
     @protected
     def withdraw(self, scope: TimeoutScope) -> None:
@@ -303,8 +307,7 @@ class GreenGuard:
 
 
 def _fire(scope: TimeoutScope) -> BaseException:
-    scope._fired = True
-    return scope._unwinding()
+    return scope._fire()
 
 
 def _runs_here(scope: TimeoutScope) -> bool:

@@ -22,7 +22,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .._context import is_main_thread, os_lock, signal_unavailable_reason
-from .._current import RESUME_POLL, being_closed, suspended
+from .._current import RESUME_POLL, DeliveryState, being_closed, suspended
 from .._on_timeout import run_deadline_callbacks
 from .._unwind import (
     at_handler_hole,
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 _NOTHING: Any = object()
 _IDLE = math.inf  # _armed_for when the itimer is not ours (never compared as "earlier")
 _monotonic = time.monotonic
+_PENDING, _FIRED = DeliveryState.PENDING, DeliveryState.FIRED
 _ITIMER_REAL = getattr(signal, "ITIMER_REAL", 0)  # (a platform without it never arms)
 _MIN_DELAY = 1e-6  # setitimer(…, 0) would disarm instead of firing at once
 _RETRY_DELAY = 0.0005  # when the signal lands in library code, try again shortly
@@ -88,10 +89,10 @@ class SignalBackend(Backend):
     @protected
     def disarm(self, scope: TimeoutScope) -> None:
         if (
-            scope._deadline <= _monotonic() and not scope._fired and not scope._overdue
+            scope._deadline <= _monotonic() and scope._delivery is _PENDING
             and self._signal_went_elsewhere(scope)
         ):
-            scope._overdue = True  # the deadline holds: raised as the scope exits
+            scope._mark_overdue()  # the deadline holds: raised as the scope exits
         active = self._active
         if active and active[-1] is scope:
             active.pop()
@@ -250,7 +251,7 @@ class SignalBackend(Backend):
     @protected
     def reschedule(self, scope: TimeoutScope) -> None:
         if is_main_thread():
-            if not scope._fired and any(active is scope for active in self._active):
+            if scope._delivery is not _FIRED and any(active is scope for active in self._active):
                 self._rearm()  # a SIGALRM meanwhile retries: this is library code
             return
         # Only the main thread may touch the itimer and the handler's bookkeeping: ask
@@ -259,7 +260,7 @@ class SignalBackend(Backend):
         # outermost exit, which takes it too, never puts the user's handler back while
         # the poke is on its way (the main thread's wait for a lock runs handlers).
         with self._poke_lock:
-            if scope._fired or not any(active is scope for active in self._active):
+            if scope._delivery is _FIRED or not any(active is scope for active in self._active):
                 return
             self._pokes += 1
             signal.pthread_kill(_main_thread_id, signal.SIGALRM)
@@ -271,7 +272,7 @@ class SignalBackend(Backend):
     def _rearm(self, not_before: float = -math.inf) -> None:
         """Arm the itimer for the earliest pending deadline (ours or the user's), our
         deadlines no sooner than `not_before`."""
-        pending = [max(s._deadline, not_before) for s in self._active if not s._fired]
+        pending = [max(s._deadline, not_before) for s in self._active if s._delivery is not _FIRED]
         if self._user_timer is not None:
             pending.append(self._user_timer[0])
         if pending:
@@ -307,13 +308,13 @@ class SignalBackend(Backend):
         user = self._user_timer
         if user is not None and user[0] <= now:
             self._fire_user_timer(signum, frame, user)
-        due = [s for s in self._active if not s._fired and s._deadline <= now]
+        due = [s for s in self._active if s._delivery is not _FIRED and s._deadline <= now]
         if due and frame is not None:
             handled = sys.exc_info()[1]
             waiting = [s for s in due if suspended(s, frame) or being_closed(s, handled)]
             if waiting:  # delivered once their bodies run again, or at their exits
                 for scope in waiting:
-                    scope._overdue = True
+                    scope._mark_overdue()
                 due = [s for s in due if s not in waiting]
                 if not due:
                     self._rearm(not_before=now + RESUME_POLL)
@@ -338,9 +339,9 @@ class SignalBackend(Backend):
             self._set_timer(now + _RETRY_DELAY)  # land it a moment later, in the body
             return
         target = min(due, key=_deadline_of)
-        target._fired = True
+        unwinding = target._fire()
         self._rearm()
-        raise target._unwinding()
+        raise unwinding
 
     @protected
     def _fire_user_timer(

@@ -29,7 +29,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from .._context import is_green_patched, native_thread_id, os_lock, os_thread_primitives
-from .._current import being_closed, entered_in_generator, on_stack, suspended
+from .._current import DeliveryState, being_closed, entered_in_generator, on_stack, suspended
 from .._interpreter import MECHANISMS, warn_once_if_unverified
 from .._on_timeout import take as take_deadline_calls
 from .._unwind import (
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     _Timed: TypeAlias = "TimeoutScope | Callback | Delivery"
 
 _INJECTION_REFUSED = MECHANISMS.injection_refused
+_OVERDUE, _FIRED = DeliveryState.OVERDUE, DeliveryState.FIRED
 
 # Delivery at the next safe instruction through sys.monitoring (instruction_events, where
 # _landing asks for it): 3.12 and 3.13, where verified (see _interpreter).
@@ -136,13 +137,13 @@ class WatchdogBackend(Backend):
         # (`_run`: an entry earlier than its item's deadline is stale). A patched blocking
         # call of the thread sees the new deadline within `_deadline.RECHECK`.
         with self._lock:
-            if not scope._armed or scope._fired:
+            if not scope._armed or scope._delivery is _FIRED:
                 return
             deadline = scope._deadline
-            if scope._overdue and deadline > time.monotonic():
+            if scope._delivery is _OVERDUE and deadline > time.monotonic():
                 # Moved past now while a delivery for the old deadline waited for a safe
                 # place: that delivery is off, and so is "raise at exit".
-                scope._overdue = False
+                scope._not_overdue_any_more()
                 self._next_instruction.withdraw(scope._thread_id, scope)
             entry = (deadline, next(self._sequence), scope)
             heapq.heappush(self._heap, entry)
@@ -157,13 +158,13 @@ class WatchdogBackend(Backend):
         if the timeout is the caller's to raise, and then the watchdog delivers nothing
         more for it; False if the watchdog already did."""
         with self._lock:
-            if scope._fired:
+            if scope._delivery is _FIRED:
                 return False
             self._claim(scope)
             return True
 
     def _claim(self, scope: TimeoutScope) -> None:
-        scope._fired = True
+        scope._mark_fired()
         self._withdraw(scope._thread_id, scope)
 
     def _withdraw(self, thread_id: int, item: _Timed) -> None:
@@ -218,7 +219,7 @@ class WatchdogBackend(Backend):
                     while time.monotonic() < deadline:
                         pass
                 due, _, scope = heapq.heappop(heap)
-                if scope._fired or due < scope._deadline:
+                if scope._delivery is _FIRED or due < scope._deadline:
                     continue  # fired, or moved later by reschedule() (a stale entry)
                 if isinstance(scope, Callback):
                     self._run_callback(scope)
@@ -226,7 +227,7 @@ class WatchdogBackend(Backend):
                 if scope._deadline_calls and self._run_deadline_callbacks(scope):
                     continue
                 if not self._try_fire(scope):
-                    scope._overdue = True  # and if the scope exits first, its exit raises
+                    scope._mark_overdue()  # and if the scope exits first, its exit raises
                     # Look again soon, then less often: after half as long as it is overdue.
                     now = time.monotonic()
                     retry = min(max((now - scope._deadline) / 2, _RETRY_MIN), _RETRY_MAX)
@@ -234,7 +235,7 @@ class WatchdogBackend(Backend):
 
     def _run_callback(self, callback: Callback) -> None:
         """Run a `call_at` callback on this thread, without holding the lock."""
-        callback._fired = True
+        callback._delivery = _FIRED
         callback._armed = False
         self._lock.release()
         try:
@@ -290,9 +291,9 @@ class WatchdogBackend(Backend):
         where nothing is injected): True if it is the caller's to raise, and then it is
         never injected; False if it was injected or withdrawn already."""
         with self._lock:
-            if not delivery._armed or delivery._fired:
+            if not delivery._armed or delivery._delivery is _FIRED:
                 return False
-            delivery._fired = True
+            delivery._mark_fired()
         self.disarm(delivery)
         return True
 
@@ -400,7 +401,7 @@ class WatchdogBackend(Backend):
             clear_async_exc(thread_id, None)
             return False
         self._pending[thread_id] = scope
-        scope._fired = True
+        scope._mark_fired()
         return True
 
     def inject_where_it_runs(self, thread_id: int, scope: TimeoutScope) -> bool:
@@ -485,7 +486,7 @@ def shared_watchdog() -> WatchdogBackend:
 
 def _line_landed(item: TimeoutScope | Delivery) -> BaseException:
     """What an instruction delivery raises; runs in the target thread, the lock held."""
-    item._fired = True
     if isinstance(item, Delivery):
+        item._mark_fired()
         return item._exception
-    return item._unwinding()
+    return item._fire()

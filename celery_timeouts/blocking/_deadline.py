@@ -20,7 +20,7 @@ from time import monotonic as _monotonic
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._context import NO_SIGNALS, is_green_patched, is_main_thread
-from .._current import ScopeState, suspended
+from .._current import DeliveryState, ScopeState, suspended
 from .._current import innermost as _innermost
 from .._unwind import protected
 from ..backends.watchdog import shared_watchdog
@@ -64,7 +64,7 @@ def limiting_scope() -> TimeoutScope | None:
         if (
             scope._state is _ACTIVE
             and scope._backend is watchdog
-            and not scope._fired
+            and scope._delivery is not DeliveryState.FIRED
             and (best is None or scope._deadline < best._deadline)
             and not suspended(scope, caller)  # a generator's, while its consumer runs
         ):

@@ -17,7 +17,7 @@ import contextlib
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from .._current import enclosing
+from .._current import DeliveryState, enclosing
 from .._current import innermost as _innermost
 from .._unwind import protected
 from ..backends.watchdog import shared_watchdog
@@ -136,7 +136,7 @@ def _is_hard_timeout(scope: TimeoutScope) -> bool:
     """True once `scope`'s own non-catchable, watchdog-enforced timeout fired (or is on
     its way again: a hard limit the body swallowed is delivered anew, see _final)."""
     return (
-        (scope._fired or scope._overdue)
+        scope._delivery is not DeliveryState.PENDING
         and not scope._catchable
         and scope._backend is shared_watchdog()
     )

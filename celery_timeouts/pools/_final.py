@@ -30,7 +30,7 @@ from types import CodeType, FrameType
 from typing import Any, cast
 
 from .._context import native_thread_id, os_lock
-from .._current import ScopeState
+from .._current import DeliveryState, ScopeState
 from .._scope import TimeoutScope
 from .._unwind import ScopeTimeout, injectable, protected
 from ..backends._landing import set_async_exc
@@ -71,14 +71,13 @@ class FinalScope(TimeoutScope):
         its backend delivers a cancel, from any thread. False if there is nothing to do
         (the scope left, or the delivery is still on its way) or its backend cannot
         be reached from here."""
-        if self._state is not ScopeState.ACTIVE or not self._fired:
+        if self._state is not ScopeState.ACTIVE or self._delivery is not DeliveryState.FIRED:
             return False
-        self._overdue = True  # its exit raises, whatever
-        self._fired = False
+        self._delivery = DeliveryState.OVERDUE  # its exit raises, whatever
         try:
             self._move_deadline(time.monotonic())
         except RuntimeError:  # an eventlet hub without its wake-up pipe, say
-            self._fired = True
+            self._delivery = DeliveryState.FIRED
             return False
         return True
 
