@@ -9,8 +9,8 @@ watchdog thread everywhere else.
 from __future__ import annotations
 
 from ._current import ScopeState, current_scope
-from ._on_timeout import OnTimeout
-from ._scope import TimeoutScope, move_on_after, on_timeout
+from ._on_timeout import OnTimeout, on_timeout
+from ._scope import TimeoutScope, move_on_after
 from ._validation import MAX_SECONDS as _MAX_SECONDS
 from .backends import BackendChoice, detect_backend
 from .cooperative import check, remaining, sleep

@@ -28,12 +28,16 @@ from ._context import (
     is_main_thread,
     native_thread_id,
 )
+from ._current import DeliveryState
 from ._interpreter import MECHANISMS
 from ._unwind import protected
 from .exceptions import TaskTimeout
 
 if TYPE_CHECKING:
+    from .backends._watched import Delivery
     from .backends.green_guard import GreenGuard
+
+_FIRED = DeliveryState.FIRED
 
 SIGALRM: int = getattr(_stdlib, "SIGALRM", 14)  # 14 (Linux's) where the platform has none
 SIG_DFL = _stdlib.SIG_DFL
@@ -110,7 +114,7 @@ class _Clock:
         self.handler: _Handler = SIG_DFL
         self.timer: _Timer | None = None
         self.generation = 0  # counts the owner's alarm()/setitimer() calls
-        self.delivery: Any = None  # a handler's exception on its way in (threads)
+        self.delivery: Delivery | None = None  # a handler's exception on its way in (threads)
         self.ringing = False  # the watchdog is running the handler (threads)
 
 
@@ -186,7 +190,9 @@ def _thread_alarm_due() -> float | None:
     if clock.owner != native_thread_id():
         return None  # a clock inherited with a copied context: not this thread's
     delivery = clock.delivery
-    if clock.ringing or (delivery is not None and delivery._armed and not delivery._fired):
+    if clock.ringing or (
+        delivery is not None and delivery._armed and delivery._delivery is not _FIRED
+    ):
         return -math.inf
     timer = clock.timer
     return None if timer is None else timer.deadline

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import wrapt
 
-from ._generators import NewScope, timed_async_generator, timed_generator
+from ._generators import NewScope, Timing, timed_async_generator, timed_generator
 from .backends import _mismatch
 from .exceptions import BackendUnavailable
 
@@ -41,15 +41,9 @@ def decorate(
     if seconds is not None and inspect.isasyncgenfunction(target):
         if backend not in ("auto", "asyncio"):
             raise BackendUnavailable(_mismatch(backend, coroutine=True))
-        async_timing = (seconds, backend, exception, catchable)
-
-        @wrapt.decorator
-        def timed_async_generator_function(
-            call: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> Any:
-            return timed_async_generator(call(*args, **kwargs), async_timing, scope)
-
-        return cast(_F, timed_async_generator_function(wrapped))
+        return _timed_generator_function(
+            wrapped, timed_async_generator, (seconds, backend, exception, catchable), scope
+        )
     if inspect.iscoroutinefunction(target):
         if backend not in ("auto", "asyncio"):
             raise BackendUnavailable(_mismatch(backend, coroutine=True))
@@ -66,15 +60,9 @@ def decorate(
     if backend == "asyncio":
         raise BackendUnavailable(_mismatch(backend, coroutine=False))
     if seconds is not None and inspect.isgeneratorfunction(target):
-        timing = (seconds, backend, exception, catchable)
-
-        @wrapt.decorator
-        def timed_generator_function(
-            call: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> Any:
-            return timed_generator(call(*args, **kwargs), timing, scope)
-
-        return cast(_F, timed_generator_function(wrapped))
+        return _timed_generator_function(
+            wrapped, timed_generator, (seconds, backend, exception, catchable), scope
+        )
 
     def timed(
         call: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -85,6 +73,21 @@ def decorate(
     function = _TimedFunction(wrapped, timed)
     function._self_new_scope = functools.partial(scope, seconds, backend, exception, catchable)
     return cast(_F, function)
+
+
+def _timed_generator_function(
+    wrapped: _F, run: Callable[[Any, Timing, NewScope], Any], timing: Timing, scope: NewScope
+) -> _F:
+    """`wrapped`, a generator or async generator function, whose every generator is run
+    by `run` (`timed_generator`, `timed_async_generator`): timed over its whole life."""
+
+    @wrapt.decorator
+    def timed_generator_function(
+        call: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        return run(call(*args, **kwargs), timing, scope)
+
+    return cast(_F, timed_generator_function(wrapped))
 
 
 if TYPE_CHECKING:

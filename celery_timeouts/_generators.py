@@ -35,40 +35,34 @@ def timed_generator(
     generator: Generator[Any, Any, Any], timing: Timing, _scope: NewScope
 ) -> Generator[Any, Any, Any]:
     """Run `generator` step by step, each step inside a scope with what is left of the deadline."""
-    seconds, backend, exception, catchable = timing
-    deadline: float | None = None
-    backend_used: str | None = None
-    spent = False  # a catchable timeout was delivered: no limit from then on
+    steps = _Steps(timing, _scope)
     sent: Any = None
     thrown: BaseException | None = None
     while True:
-        if deadline is None:
-            deadline = monotonic() + seconds
-        remaining = deadline - monotonic()
+        remaining = steps.remaining()
         finished: StopIteration | None = None
-        if spent:
+        if steps.spent:
             try:
                 item = _step(generator, sent, thrown)
             except StopIteration as stop:
                 finished = stop
         elif remaining <= 0:
-            overdue = _overdue(timing, backend_used, _scope)
-            if not catchable:
+            overdue = steps.overdue()
+            if not steps.catchable:
                 generator.close()
                 raise overdue
-            spent = True
             try:
                 item = _step(generator, None, overdue)
             except StopIteration as stop:
                 finished = stop
         else:
-            with _scope(remaining, backend, exception, catchable) as step:
-                step.seconds = seconds  # the message names the limit set, not what was left
+            with steps.new_scope(remaining) as step:
+                step.seconds = steps.seconds  # the message names the limit set, not what was left
                 try:
                     item = _step(generator, sent, thrown)
                 except StopIteration as stop:
                     finished = stop  # after `with`: a swallowed timeout still raises
-            backend_used, spent = step.backend, step.fired
+            steps.ran(step)
         if finished is not None:
             return finished.value
         sent, thrown = None, None
@@ -91,40 +85,34 @@ async def timed_async_generator(
     generator: AsyncGenerator[Any, Any], timing: Timing, _scope: NewScope
 ) -> AsyncGenerator[Any, Any]:
     """`timed_generator` for `async def` functions that `yield`."""
-    seconds, backend, exception, catchable = timing
-    deadline: float | None = None
-    backend_used: str | None = None
-    spent = False
+    steps = _Steps(timing, _scope)
     sent: Any = None
     thrown: BaseException | None = None
     while True:
-        if deadline is None:
-            deadline = monotonic() + seconds
-        remaining = deadline - monotonic()
+        remaining = steps.remaining()
         finished = False
-        if spent:
+        if steps.spent:
             try:
                 item = await _async_step(generator, sent, thrown)
             except StopAsyncIteration:
                 finished = True
         elif remaining <= 0:
-            overdue = _overdue(timing, backend_used, _scope)
-            if not catchable:
+            overdue = steps.overdue()
+            if not steps.catchable:
                 await generator.aclose()
                 raise overdue
-            spent = True
             try:
                 item = await _async_step(generator, None, overdue)
             except StopAsyncIteration:
                 finished = True
         else:
-            async with _scope(remaining, backend, exception, catchable) as step:
-                step.seconds = seconds
+            async with steps.new_scope(remaining) as step:
+                step.seconds = steps.seconds
                 try:
                     item = await _async_step(generator, sent, thrown)
                 except StopAsyncIteration:
                     finished = True
-            backend_used, spent = step.backend, step.fired
+            steps.ran(step)
         if finished:
             return
         sent, thrown = None, None
@@ -145,9 +133,38 @@ async def _async_step(
     return await generator.asend(sent)
 
 
-def _overdue(timing: Timing, backend_used: str | None, _scope: NewScope) -> BaseException:
-    """The timeout of a deadline that passed while the generator was suspended."""
-    seconds, backend, exception, catchable = timing
-    timeout = _scope(seconds, backend, exception, catchable)
-    timeout.backend = backend_used
-    return timeout._public_exception(None)
+class _Steps:
+    """What the steps of one timed generator share: its deadline (set at the first
+    resumption), the backend that timed the last step, and whether a catchable timeout
+    was delivered (no limit from then on)."""
+
+    __slots__ = (
+        "_new", "backend_used", "catchable", "deadline", "exception", "seconds", "spent",
+        "wanted",
+    )
+
+    def __init__(self, timing: Timing, new_scope: NewScope) -> None:
+        self.seconds, self.wanted, self.exception, self.catchable = timing
+        self._new = new_scope
+        self.deadline: float | None = None
+        self.backend_used: str | None = None
+        self.spent = False
+
+    def remaining(self) -> float:
+        if self.deadline is None:
+            self.deadline = monotonic() + self.seconds
+        return self.deadline - monotonic()
+
+    def new_scope(self, seconds: float) -> TimeoutScope:
+        return self._new(seconds, self.wanted, self.exception, self.catchable)
+
+    def ran(self, step: TimeoutScope) -> None:
+        """After a step's scope exited."""
+        self.backend_used, self.spent = step.backend, step.fired
+
+    def overdue(self) -> BaseException:
+        """The timeout of a deadline that passed while the generator was suspended."""
+        self.spent = True  # thrown in once (catchable): no limit from then on
+        timeout = self.new_scope(self.seconds)
+        timeout.backend = self.backend_used
+        return timeout._public_exception(None)

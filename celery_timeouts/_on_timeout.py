@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._context import os_lock
-from ._current import DeliveryState, ScopeState, earliest
+from ._current import DeliveryState, ScopeState, earliest, innermost
 
 if TYPE_CHECKING:
     from ._scope import TimeoutScope
@@ -192,3 +192,12 @@ def innermost_with_limit(scope: TimeoutScope | None) -> TimeoutScope:
 
 def _not_fired(scope: TimeoutScope) -> bool:
     return scope._delivery is not DeliveryState.FIRED
+
+
+def on_timeout(callback: Callable[..., object], *args: Any) -> OnTimeout:
+    """`scope.on_timeout(callback, *args)` for the enclosing scope whose deadline comes
+    first (and has not fired yet): the one whose timeout will reach the code here.
+
+    Raises RuntimeError when no active scope with a limit encloses the caller.
+    """
+    return innermost_with_limit(innermost.get()).on_timeout(callback, *args)

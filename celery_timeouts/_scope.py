@@ -22,7 +22,7 @@ from ._current import innermost as _innermost
 from ._current import live as _live
 from ._current import owning_frame as _owning_frame
 from ._decorate import decorate
-from ._on_timeout import OnTimeout, drop, innermost_with_limit, not_active, register
+from ._on_timeout import OnTimeout, drop, not_active, register
 from ._on_timeout import run_deadline_callbacks as _run_deadline_callbacks
 from ._unwind import ScopeTimeout, exit_entry, protected
 from ._validation import (
@@ -32,7 +32,7 @@ from ._validation import (
     validate_exception,
     validate_seconds,
 )
-from .backends import resolve
+from .backends import resolve, resolve_if_possible
 from .backends.base import Backend
 from .exceptions import BackendUnavailable, TaskTimeout, _describe
 
@@ -101,8 +101,8 @@ class TimeoutScope:
         self._catchable = (
             catchable if catchable is False or catchable is True else validate_catchable(catchable)
         )
-        # The state of a scope not entered yet (as in _trusted). Backends set their own
-        # fields (_handle, _thread_id, ...) when they arm.
+        # The state of a scope not entered yet (as in _trusted). A backend keeps what it
+        # arms in its own record (_backend_state), set on entry.
         self.deadline: float | None = None
         self.backend: str | None = None
         self._backend: Backend | None = None
@@ -264,12 +264,7 @@ class TimeoutScope:
         return self
 
     @protected
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool:
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
         self._leave()
         backend = self._backend
         ours = None if backend is None else backend.own_cancellation(self, exc)
@@ -319,7 +314,7 @@ class TimeoutScope:
         else:
             # No limit, but armed all the same (with no timer): reschedule() and
             # cancel() can then give it one from anywhere.
-            backend = _resolve_if_possible(self._requested, coroutine)
+            backend = resolve_if_possible(self._requested, coroutine)
             self._deadline = math.inf
         if self._cancel_called:  # cancelled before it was entered: interrupted at once
             self.deadline = self._deadline = _monotonic()
@@ -493,21 +488,3 @@ def move_on_after(seconds: float | None, *, backend: str = "auto") -> TimeoutSco
     """
     return _MoveOnScope(seconds, backend=backend)
 
-
-def _resolve_if_possible(requested: str, coroutine: bool) -> Backend | None:
-    """The backend for a scope without a limit, or None where none can run: such a
-    scope times nothing, so it enters anyway (it just cannot be given a deadline)."""
-    try:
-        return resolve(requested, coroutine)
-    except (BackendUnavailable, ValueError):
-        return None
-
-
-
-def on_timeout(callback: Callable[..., object], *args: Any) -> OnTimeout:
-    """`scope.on_timeout(callback, *args)` for the enclosing scope whose deadline comes
-    first (and has not fired yet): the one whose timeout will reach the code here.
-
-    Raises RuntimeError when no active scope with a limit encloses the caller.
-    """
-    return innermost_with_limit(_innermost.get()).on_timeout(callback, *args)

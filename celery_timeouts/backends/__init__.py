@@ -178,6 +178,15 @@ def _auto_name() -> str:
     return "thread"
 
 
+def resolve_if_possible(requested: str, coroutine: bool) -> Backend | None:
+    """The backend for a scope without a limit, or None where none can run: such a
+    scope times nothing, so it enters anyway (it just cannot be given a deadline)."""
+    try:
+        return resolve(requested, coroutine)
+    except (BackendUnavailable, ValueError):
+        return None
+
+
 def resolve(requested: str, coroutine: bool = False) -> Backend:
     """The backend to use for a scope entered now; raises BackendUnavailable (and
     ValueError for a bad `CELERY_TIMEOUTS_BACKEND`)."""

@@ -44,8 +44,21 @@ class GreenTimerBackend(Backend):
     _guarded_hub: object = None
     _guard: GreenGuard | None = None
 
-    _get_hub: Callable[[], Any]  # the library's: the calling thread's hub
-    _getcurrent: Callable[[], Any]  # greenlet's: the running greenlet
+    _context: Callable[[], object]  # _context's: None where the library's hub can't time
+    _not_here: str  # why not, and the fix
+
+    def __init__(self, get_hub: Callable[[], Any], sleep: Callable[[float], None]) -> None:
+        from greenlet import getcurrent
+
+        self._get_hub = get_hub  # the library's: the calling thread's hub
+        self._getcurrent = getcurrent
+        self._sleep = sleep
+
+    def unavailable_reason(self) -> str | None:
+        return self._not_here if self._context() is None else None
+
+    def sleep(self, seconds: float) -> None:
+        self._sleep(seconds)
 
     def _start_timer(
         self, scope: TimeoutScope, armed: ArmedGreenlet, hub: Any, seconds: float | None

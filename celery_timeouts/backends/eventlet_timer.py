@@ -28,13 +28,17 @@ if TYPE_CHECKING:
 class EventletBackend(GreenTimerBackend):
     name = "eventlet"
 
+    _context = staticmethod(eventlet_context)
+    _not_here = (
+        "the current code is not running in an eventlet green thread (or this is the "
+        "hub itself); use backend='auto'"
+    )
+
     def __init__(self) -> None:
         import eventlet
         from eventlet.hubs import get_hub
-        from greenlet import getcurrent
 
-        self._get_hub = get_hub
-        self._getcurrent = getcurrent
+        super().__init__(get_hub, eventlet.sleep)
         self._waking: object = None
         # The hub of the calling OS thread, without creating one in a thread that has
         # none (get_hub would); eventlet keeps it in an OS-thread local.
@@ -42,15 +46,7 @@ class EventletBackend(GreenTimerBackend):
         self._hub_here: Callable[[], object] = (
             get_hub if local is None else (lambda: getattr(local, "hub", None))
         )
-        self._sleep = eventlet.sleep
 
-    def unavailable_reason(self) -> str | None:
-        if eventlet_context() is None:
-            return (
-                "the current code is not running in an eventlet green thread (or this "
-                "is the hub itself); use backend='auto'"
-            )
-        return None
 
     def _start_timer(
         self, scope: TimeoutScope, armed: ArmedGreenlet, hub: Any, seconds: float | None
@@ -86,9 +82,6 @@ class EventletBackend(GreenTimerBackend):
         waker = _waker_of(hub)
         if waker is not None:
             waker.restart(scope, armed)
-
-    def sleep(self, seconds: float) -> None:
-        self._sleep(seconds)
 
 
 class _HubWaker:

@@ -23,22 +23,16 @@ if TYPE_CHECKING:
 class GeventBackend(GreenTimerBackend):
     name = "gevent"
 
+    _context = staticmethod(gevent_context)
+    _not_here = (
+        "the current code is not running in a gevent greenlet (no gevent hub here, or "
+        "this is the hub itself); use backend='auto'"
+    )
+
     def __init__(self) -> None:
         import gevent
-        from gevent import get_hub
-        from greenlet import getcurrent
 
-        self._get_hub = get_hub
-        self._getcurrent = getcurrent
-        self._sleep = gevent.sleep
-
-    def unavailable_reason(self) -> str | None:
-        if gevent_context() is None:
-            return (
-                "the current code is not running in a gevent greenlet (no gevent hub "
-                "here, or this is the hub itself); use backend='auto'"
-            )
-        return None
+        super().__init__(gevent.get_hub, gevent.sleep)
 
     def _start_timer(
         self, scope: TimeoutScope, armed: ArmedGreenlet, hub: Any, seconds: float | None
@@ -62,9 +56,6 @@ class GeventBackend(GreenTimerBackend):
         # guard, which reads the new deadline itself.
         armed: ArmedGreenlet = scope._backend_state
         armed.timer.loop.run_callback_threadsafe(_restart_timer, scope, armed)
-
-    def sleep(self, seconds: float) -> None:
-        self._sleep(seconds)
 
 
 @protected

@@ -83,6 +83,17 @@ def expire(scope: TimeoutScope) -> None:
 
 
 @protected
+def under_limiting_scope(
+    timeout: float | None, wait: Callable[[float], _T], stock: Callable[[float | None], _T]
+) -> _T:
+    """`until_deadline` for the scope that limits a blocking call here (`limiting_scope`);
+    just `stock(timeout)` where none does."""
+    scope = limiting_scope()
+    if scope is None:
+        return stock(timeout)
+    return until_deadline(scope, timeout, wait, stock)
+
+
 def until_deadline(
     scope: TimeoutScope,
     timeout: float | None,

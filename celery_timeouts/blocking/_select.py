@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._current import innermost as _innermost
-from ._deadline import TIMED_OUT, limiting_scope, until_deadline
+from ._deadline import TIMED_OUT, limiting_scope, under_limiting_scope, until_deadline
 
 original_select = _stdlib.select
 original_poll: Callable[[], Any] | None = getattr(_stdlib, "poll", None)
@@ -144,11 +144,8 @@ def _selector_select(cls: type[selectors.BaseSelector]) -> Callable[..., Any]:
     def select(self: selectors.BaseSelector, timeout: float | None = None) -> Any:
         if _innermost.get() is None:
             return original(self, timeout)
-        scope = limiting_scope()
-        if scope is None:
-            return original(self, timeout)
-        return until_deadline(
-            scope, timeout, lambda bound: original(self, bound) or TIMED_OUT,
+        return under_limiting_scope(
+            timeout, lambda bound: original(self, bound) or TIMED_OUT,
             lambda own: original(self, own),
         )
 

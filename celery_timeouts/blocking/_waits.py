@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from .._current import innermost as _innermost
-from ._deadline import TIMED_OUT, limiting_scope, until_deadline
+from ._deadline import TIMED_OUT, limiting_scope, under_limiting_scope, until_deadline
 
 # The stdlib's own, as they were when this module was imported.
 original_sleep = time.sleep
@@ -54,16 +54,13 @@ def condition_wait(self: threading.Condition, timeout: float | None = None) -> b
     """`threading.Condition.wait`, ended by the deadline of the thread's scope."""
     if _innermost.get() is None:
         return original_condition_wait(self, timeout)
-    scope = limiting_scope()
-    if scope is None:
-        return original_condition_wait(self, timeout)
 
     def bounded(bound: float) -> Any:
         # Notified means notified: never drop a wake-up another waiter would need.
         return original_condition_wait(self, bound) or TIMED_OUT
 
-    return until_deadline(  # type: ignore[no-any-return]
-        scope, timeout, bounded, lambda own: original_condition_wait(self, own)
+    return under_limiting_scope(  # type: ignore[no-any-return]
+        timeout, bounded, lambda own: original_condition_wait(self, own)
     )
 
 
@@ -71,16 +68,13 @@ def thread_join(self: threading.Thread, timeout: float | None = None) -> None:
     """`threading.Thread.join`, ended by the deadline of the thread's scope."""
     if _innermost.get() is None:
         return original_thread_join(self, timeout)
-    scope = limiting_scope()
-    if scope is None:
-        return original_thread_join(self, timeout)
 
     def bounded(bound: float) -> Any:
         original_thread_join(self, bound)
         return TIMED_OUT if self.is_alive() else None
 
-    return until_deadline(  # type: ignore[no-any-return]
-        scope, timeout, bounded, lambda own: original_thread_join(self, own)
+    return under_limiting_scope(  # type: ignore[no-any-return]
+        timeout, bounded, lambda own: original_thread_join(self, own)
     )
 
 

@@ -7,7 +7,14 @@ from typing import Any
 
 from .._context import NO_SIGNALS, native_thread_id
 from ._control_relay import say_from_any_thread, stop_relay_of
-from ._limits import STUCK_AFTER, RunningJob, RunningJobs, ask_for_a_warm_restart, run_job
+from ._limits import (
+    STUCK_AFTER,
+    RunningJob,
+    RunningJobs,
+    ask_for_a_warm_restart,
+    logger,
+    run_job,
+)
 from ._stuck import format_stack, job_frames_in_thread
 from .options import options_for
 
@@ -17,6 +24,7 @@ class GreenPoolControl:
     tasks stuck past their hard limit."""
 
     needs_control_relay = True  # a task that never yields keeps the pidbox greenlet out
+    library: str  # "gevent", "eventlet": named in the start-up log line
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -24,6 +32,10 @@ class GreenPoolControl:
         self._stuck_total = 0
         self._max_stuck = options_for(self.app).max_abandoned_threads  # type: ignore[attr-defined]
         self._hub_thread = native_thread_id()  # the pool is built in the hub's OS thread
+
+    def on_start(self) -> None:
+        super().on_start()  # type: ignore[misc]
+        logger.info(_GREEN_LIMITS_LOG, self.library)
 
     def _job_stuck(self, job: RunningJob) -> None:
         """On the watchdog thread: a task runs on STUCK_AFTER seconds after its hard limit
@@ -98,7 +110,7 @@ def run_green_job(
     )
 
 
-GREEN_LIMITS_LOG = (
+_GREEN_LIMITS_LOG = (
     "celery-timeouts: %s pool — soft and hard limits enforced by hub timers in each "
     "task's greenlet, and by a SIGURG from the watchdog thread for a task that never "
     "yields (a CPU loop); only a call blocked inside C code cannot be interrupted"

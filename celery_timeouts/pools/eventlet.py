@@ -7,17 +7,15 @@ from typing import Any
 
 from celery.concurrency import eventlet as stock
 
-from ._green import GREEN_LIMITS_LOG, GreenPoolControl, run_green_job
-from ._limits import PoolLimits, logger
+from ._green import GreenPoolControl, run_green_job
+from ._limits import PoolLimits
 
 
 class TaskPool(GreenPoolControl, PoolLimits, stock.TaskPool):
     """Celery's eventlet pool, with the soft limit raised in the task and the hard one
     ending it through Celery's own timeout callback."""
 
-    def on_start(self) -> None:
-        super().on_start()
-        logger.info(GREEN_LIMITS_LOG, "eventlet")
+    library = "eventlet"
 
     def on_apply(self, target: Callable[..., Any], *positional: Any, **options: Any) -> None:
         # As the stock on_apply, with our runner in place of apply_target; like it,

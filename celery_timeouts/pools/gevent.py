@@ -8,17 +8,15 @@ from typing import Any
 
 from celery.concurrency import gevent as stock
 
-from ._green import GREEN_LIMITS_LOG, GreenPoolControl, run_green_job
-from ._limits import PoolLimits, logger
+from ._green import GreenPoolControl, run_green_job
+from ._limits import PoolLimits
 
 
 class TaskPool(GreenPoolControl, PoolLimits, stock.TaskPool):
     """Celery's gevent pool, with the soft limit raised in the task and the hard one
     ending it through Celery's own timeout callback."""
 
-    def on_start(self) -> None:
-        super().on_start()
-        logger.info(GREEN_LIMITS_LOG, "gevent")
+    library = "gevent"
 
     def on_apply(self, target: Callable[..., Any], *positional: Any, **options: Any) -> Any:
         job = self.applied(target, positional, options)
