@@ -48,7 +48,6 @@ class TimeoutScope:
 
     __slots__ = (
         "__weakref__",
-        "_armed",
         "_backend",
         "_backend_state",
         "_cancel_called",
@@ -63,7 +62,6 @@ class TimeoutScope:
         "_parent",
         "_requested",
         "_state",
-        "_thread_id",
         "_token",
         "backend",
         "deadline",
@@ -78,8 +76,6 @@ class TimeoutScope:
     # What the backend armed (its timer, the thread or task it interrupts, ...): its
     # own record, kept here for it and never read by the scope (see Backend.arm).
     _backend_state: Any
-    _armed: bool  # the watchdog's
-    _thread_id: int  # the watchdog's
     # None, or the `on_timeout` callbacks (see _on_timeout): only a registration sets it;
     # an empty list once they have run or been dropped.
     _deadline_calls: list[OnTimeout] | None

@@ -207,13 +207,14 @@ def test_what_lands_at_the_entry_of_exit_is_settled_there(delivered: str) -> Non
     sys.setswitchinterval(100)  # keep the GIL until both are done
     try:
         scope: Any = state["scope"]
+        thread_id = scope._backend_state._thread_id
         if delivered == "timeout":
             with watchdog._lock:
-                watchdog._pending[scope._thread_id] = scope  # as the watchdog records it
+                watchdog._pending[thread_id] = scope  # as the watchdog records it
                 scope._mark_fired()
-                set_async_exc(scope._thread_id, injectable(scope))
+                set_async_exc(thread_id, injectable(scope))
         else:
-            set_async_exc(scope._thread_id, raising_on_landing(relayed))
+            set_async_exc(thread_id, raising_on_landing(relayed))
         state["go"] = True
     finally:
         sys.setswitchinterval(interval)

@@ -1,7 +1,9 @@
-"""What the watchdog thread holds besides scopes, and how it sleeps between deadlines.
+"""What the watchdog thread holds in its heap, and how it sleeps between deadlines.
 
-`Callback` and `Delivery` are the items of its `call_at` and `deliver` services; they
-carry the same fields as a scope that the heap and the injection read. `Wakeup` is the
+Its items: a `WatchedScope` for each scope of the thread backend (its record of that
+arming, see `Backend.arm`), a `Callback` for `call_at` and a `Delivery` for `deliver`.
+All three answer what the heap and the injection read: the deadline, the thread, the
+frame deliveries stay within, whether still armed, the delivery state. `Wakeup` is the
 watchdog's condition variable, built on OS locks so that a monkey-patched process never
 makes the watchdog thread take a green lock.
 """
@@ -12,10 +14,14 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._context import native_thread_id, os_lock
 from .._current import DeliveryState
+
+if TYPE_CHECKING:
+    from .._on_timeout import OnTimeout
+    from .._scope import TimeoutScope
 
 _WAIT_MAX = min(threading.TIMEOUT_MAX, 3600.0)
 
@@ -46,6 +52,39 @@ class Wakeup:
     def notify(self) -> None:
         if self._bell.locked():  # notifiers hold `lock`: no two release it at once
             self._bell.release()
+
+
+class WatchedScope:
+    """The watchdog's record of one scope it enforces: the thread it interrupts, and
+    whether the scope is still armed. The rest it reads from the scope itself, whose
+    deadline may move (`reschedule`)."""
+
+    __slots__ = ("_armed", "_thread_id", "scope")
+
+    def __init__(self, scope: TimeoutScope, thread_id: int) -> None:
+        self.scope = scope
+        self._thread_id = thread_id
+        self._armed = True
+
+    @property
+    def _deadline(self) -> float:
+        return self.scope._deadline
+
+    @property
+    def _delivery(self) -> DeliveryState:
+        return self.scope._delivery
+
+    @property
+    def _entry_frame(self) -> FrameType | None:
+        frame: FrameType | None = self.scope._entry_frame
+        return frame
+
+    @property
+    def _deadline_calls(self) -> list[OnTimeout] | None:
+        return self.scope._deadline_calls
+
+    def _mark_overdue(self) -> None:
+        self.scope._mark_overdue()
 
 
 class Callback:

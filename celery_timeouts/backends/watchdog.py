@@ -43,7 +43,7 @@ from ._landing import AT_NEXT_INSTRUCTION as _AT_NEXT_INSTRUCTION
 from ._landing import LATER as _LATER
 from ._landing import NOW as _NOW
 from ._landing import landing as _landing
-from ._watched import Callback, Delivery, Wakeup
+from ._watched import Callback, Delivery, Wakeup, WatchedScope
 from .base import Backend
 from .instruction_events import InstructionDelivery
 
@@ -52,8 +52,11 @@ if TYPE_CHECKING:
 
     from .._scope import TimeoutScope
 
-    # What the heap holds: scopes, and the callbacks and deliveries of `call_at`/`deliver`.
-    _Timed: TypeAlias = "TimeoutScope | Callback | Delivery"
+    # What the heap holds: its records of scopes, and the callbacks and deliveries of
+    # `call_at`/`deliver`.
+    _Timed: TypeAlias = "WatchedScope | Callback | Delivery"
+    # What is delivered into a thread: a scope's timeout, or a `deliver` exception.
+    _Delivered: TypeAlias = "TimeoutScope | Delivery"
 
 _INJECTION_REFUSED = MECHANISMS.injection_refused
 _OVERDUE, _FIRED = DeliveryState.OVERDUE, DeliveryState.FIRED
@@ -94,16 +97,15 @@ class WatchdogBackend(Backend):
         return _INJECTION_REFUSED
 
     @protected
-    def arm(self, scope: TimeoutScope) -> None:
+    def arm(self, scope: TimeoutScope) -> WatchedScope:
         if _INJECTION_REFUSED is not None:  # `auto` picked us from the cache: refuse here
             raise BackendUnavailable(f"backend='thread' cannot run here: {_INJECTION_REFUSED}")
-        scope._thread_id = native_thread_id()
-        scope._armed = True
+        watched = WatchedScope(scope, native_thread_id())
         if scope._deadline == math.inf:
             # No limit (yet): nothing to wait for, and no thread to start until
             # reschedule() gives it a deadline.
-            return
-        entry = (scope._deadline, next(self._sequence), scope)
+            return watched
+        entry = (scope._deadline, next(self._sequence), watched)
         with self._lock:
             heapq.heappush(self._heap, entry)
             try:
@@ -112,19 +114,25 @@ class WatchdogBackend(Backend):
                 elif self._heap[0] is entry:
                     self._wakeup.notify()
             except BaseException:  # entry failed: the entry left in the heap is dead
-                scope._armed = False
+                watched._armed = False
                 self._cancelled += 1
                 raise
+        return watched
 
     @protected
-    def disarm(self, scope: _Timed) -> None:
+    def disarm(self, scope: TimeoutScope) -> None:
+        watched: WatchedScope = scope._backend_state
         with self._lock:
-            scope._armed = False
-            scope._entry_frame = None
-            self._withdraw(scope._thread_id, scope)
-            self._cancelled += 1
-            if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(self._heap):
-                self._compact()
+            self._take_out(watched, scope)
+
+    def _take_out(self, item: _Timed, delivered: _Delivered | None) -> None:
+        """`item` is dead from now on, and what is on its way for it (`delivered`) is
+        taken back. The lock is held."""
+        item._armed = False
+        self._withdraw(item._thread_id, delivered)
+        self._cancelled += 1
+        if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(self._heap):
+            self._compact()
 
     @protected
     def claim(self, scope: TimeoutScope) -> None:
@@ -136,16 +144,17 @@ class WatchdogBackend(Backend):
         # A new heap entry for the new deadline; the old one is skipped when it comes up
         # (`_run`: an entry earlier than its item's deadline is stale). A patched blocking
         # call of the thread sees the new deadline within `_deadline.RECHECK`.
+        watched: WatchedScope = scope._backend_state
         with self._lock:
-            if not scope._armed or scope._delivery is _FIRED:
+            if not watched._armed or scope._delivery is _FIRED:
                 return
             deadline = scope._deadline
             if scope._delivery is _OVERDUE and deadline > time.monotonic():
                 # Moved past now while a delivery for the old deadline waited for a safe
                 # place: that delivery is off, and so is "raise at exit".
                 scope._not_overdue_any_more()
-                self._next_instruction.withdraw(scope._thread_id, scope)
-            entry = (deadline, next(self._sequence), scope)
+                self._next_instruction.withdraw(watched._thread_id, scope)
+            entry = (deadline, next(self._sequence), watched)
             heapq.heappush(self._heap, entry)
             if self._thread is None:
                 self._start_thread()
@@ -165,15 +174,17 @@ class WatchdogBackend(Backend):
 
     def _claim(self, scope: TimeoutScope) -> None:
         scope._mark_fired()
-        self._withdraw(scope._thread_id, scope)
+        self._withdraw(scope._backend_state._thread_id, scope)
 
-    def _withdraw(self, thread_id: int, item: _Timed) -> None:
-        """Take back what is on its way to `item` in that thread and has not landed: an
-        injection, or an instruction delivery. The lock is held."""
-        if self._pending.get(thread_id) is item:
+    def _withdraw(self, thread_id: int, delivered: _Delivered | None) -> None:
+        """Take back `delivered` if it is on its way into that thread and has not landed:
+        an injection, or an instruction delivery. The lock is held."""
+        if delivered is None:
+            return  # a callback: nothing is delivered into a thread
+        if self._pending.get(thread_id) is delivered:
             del self._pending[thread_id]
             clear_async_exc(thread_id, None)
-        self._next_instruction.withdraw(thread_id, item)
+        self._next_instruction.withdraw(thread_id, delivered)
 
     def _compact(self) -> None:
         self._heap = [entry for entry in self._heap if entry[2]._armed]
@@ -218,20 +229,23 @@ class WatchdogBackend(Backend):
                     deadline = heap[0][0]
                     while time.monotonic() < deadline:
                         pass
-                due, _, scope = heapq.heappop(heap)
-                if scope._delivery is _FIRED or due < scope._deadline:
+                due, _, item = heapq.heappop(heap)
+                if item._delivery is _FIRED or due < item._deadline:
                     continue  # fired, or moved later by reschedule() (a stale entry)
-                if isinstance(scope, Callback):
-                    self._run_callback(scope)
+                if isinstance(item, Callback):
+                    self._run_callback(item)
                     continue
-                if scope._deadline_calls and self._run_deadline_callbacks(scope):
+                if (
+                    isinstance(item, WatchedScope) and item._deadline_calls
+                    and self._run_deadline_callbacks(item)
+                ):
                     continue
-                if not self._try_fire(scope):
-                    scope._mark_overdue()  # and if the scope exits first, its exit raises
+                if not self._try_fire(item):
+                    item._mark_overdue()  # and if the scope exits first, its exit raises
                     # Look again soon, then less often: after half as long as it is overdue.
                     now = time.monotonic()
-                    retry = min(max((now - scope._deadline) / 2, _RETRY_MIN), _RETRY_MAX)
-                    heapq.heappush(heap, (now + retry, next(self._sequence), scope))
+                    retry = min(max((now - item._deadline) / 2, _RETRY_MIN), _RETRY_MAX)
+                    heapq.heappush(heap, (now + retry, next(self._sequence), item))
 
     def _run_callback(self, callback: Callback) -> None:
         """Run a `call_at` callback on this thread, without holding the lock."""
@@ -245,11 +259,11 @@ class WatchdogBackend(Backend):
         finally:
             self._lock.acquire()
 
-    def _run_deadline_callbacks(self, scope: TimeoutScope | Delivery) -> bool:
+    def _run_deadline_callbacks(self, watched: WatchedScope) -> bool:
         """A scope's `on_timeout` callbacks go first, on this thread, without the lock
         (they may block a moment, or time out a scope themselves). True if they ran:
         then the scope is back in the heap, to fire once they are done."""
-        calls = take_deadline_calls(scope)  # type: ignore[arg-type]  # only scopes have any
+        calls = take_deadline_calls(watched.scope)
         if not calls:
             return False
         self._lock.release()
@@ -258,8 +272,8 @@ class WatchdogBackend(Backend):
                 handle._run()
         finally:
             self._lock.acquire()
-        if scope._armed:
-            heapq.heappush(self._heap, (time.monotonic(), next(self._sequence), scope))
+        if watched._armed:
+            heapq.heappush(self._heap, (time.monotonic(), next(self._sequence), watched))
         return True
 
     # -- timers and deliveries for other parts of the library (celery_timeouts.compat) --
@@ -294,13 +308,16 @@ class WatchdogBackend(Backend):
             if not delivery._armed or delivery._delivery is _FIRED:
                 return False
             delivery._mark_fired()
-        self.disarm(delivery)
+            self._take_out(delivery, delivery)
+            delivery._entry_frame = None
         return True
 
     @protected
     def cancel(self, item: Callback | Delivery) -> None:
         """Cancel a callback or withdraw a delivery; a no-op once it ran or landed."""
-        self.disarm(item)
+        with self._lock:
+            self._take_out(item, item if isinstance(item, Delivery) else None)
+            item._entry_frame = None
 
     def watch_next_instruction(
         self,
@@ -343,19 +360,26 @@ class WatchdogBackend(Backend):
             elif self._heap[0] is entry:
                 self._wakeup.notify()
 
-    def _try_fire(self, scope: TimeoutScope | Delivery) -> bool:
-        """Inject the timeout into the scope's thread if it can only land in the body."""
-        thread_id = scope._thread_id
+    def _try_fire(self, item: WatchedScope | Delivery) -> bool:
+        """Inject the timeout into the item's thread if it can only land in the body."""
+        thread_id = item._thread_id
         if thread_id in self._pending:
             return False
+        scope: TimeoutScope | None
+        delivered: _Delivered
+        if isinstance(item, WatchedScope):
+            scope = delivered = item.scope
+        else:
+            scope, delivered = None, item
         frame = sys._current_frames().get(thread_id)
         if frame is None:  # the thread is gone
-            scope._armed = False
-            self._next_instruction.withdraw(thread_id, scope)
+            item._armed = False
+            self._next_instruction.withdraw(thread_id, delivered)
             return True
-        if not isinstance(scope, Delivery) and _not_running(scope, thread_id, frame):
+        if scope is not None and _not_running(scope, thread_id, frame):
             return False  # a generator's body, say: delivered once it runs, or at its exit
-        landing = _landing(frame, scope._entry_frame)
+        entry_frame = item._entry_frame
+        landing = _landing(frame, entry_frame)
         if landing is _LATER:
             return False
         if self._next_instruction.pending_in(thread_id):
@@ -363,7 +387,7 @@ class WatchdogBackend(Backend):
             # twice), but keep watching the frames the thread enters.
             landing = _AT_NEXT_INSTRUCTION
         body_runs: Callable[[], bool] | None = None
-        if not isinstance(scope, Delivery) and entered_in_generator(scope):
+        if scope is not None and entered_in_generator(scope):
             body_runs = functools.partial(_body_runs, scope)
             if _DELIVERED_AT_NEXT_CHECK:
                 # 3.13+ raises an injection at the thread's next check, which may come
@@ -373,35 +397,35 @@ class WatchdogBackend(Backend):
                 landing = _AT_NEXT_INSTRUCTION
         if landing is _AT_NEXT_INSTRUCTION:
             deliveries = self._next_instruction
-            if not deliveries.busy_with_another(thread_id, scope) and deliveries.available():
+            if not deliveries.busy_with_another(thread_id, delivered) and deliveries.available():
                 try:
                     deliveries.watch(
-                        thread_id, scope, frame, scope._entry_frame,
-                        functools.partial(_line_landed, scope), body_runs,
+                        thread_id, delivered, frame, entry_frame,
+                        functools.partial(_line_landed, delivered), body_runs,
                     )
                 except Exception:  # sys.monitoring refused: never take the watchdog down
                     logger.exception("celery-timeouts: sys.monitoring failed; timeouts that "
                                      "meet a 3.13 loop back-jump are raised at exit instead")
                     deliveries.disable()
             return False  # retried: frames the thread enters meanwhile get watched too
-        return self._inject(thread_id, scope, frame)
+        return self._inject(thread_id, delivered, frame)
 
-    def _inject(self, thread_id: int, scope: TimeoutScope | Delivery, frame: FrameType) -> bool:
+    def _inject(self, thread_id: int, delivered: _Delivered, frame: FrameType) -> bool:
         """Have the thread, paused at `frame`, raise the timeout there; False if it moved
         meanwhile (the injection taken back). The lock is held."""
         position = (frame, frame.f_lasti)
-        landed = functools.partial(self._landed, thread_id, scope)
-        if isinstance(scope, Delivery):
-            set_async_exc(thread_id, raising_on_landing(scope._exception, landed))
+        landed = functools.partial(self._landed, thread_id, delivered)
+        if isinstance(delivered, Delivery):
+            set_async_exc(thread_id, raising_on_landing(delivered._exception, landed))
         else:
-            set_async_exc(thread_id, injectable(scope, landed))
+            set_async_exc(thread_id, injectable(delivered, landed))
         # If the target moved while we were deciding, take it back and try again.
         frame_now = sys._current_frames().get(thread_id)
         if frame_now is None or (frame_now, frame_now.f_lasti) != position:
             clear_async_exc(thread_id, None)
             return False
-        self._pending[thread_id] = scope
-        scope._mark_fired()
+        self._pending[thread_id] = delivered
+        delivered._mark_fired()
         return True
 
     def inject_where_it_runs(self, thread_id: int, scope: TimeoutScope) -> bool:
@@ -427,7 +451,7 @@ class WatchdogBackend(Backend):
         finally:
             self._lock.release()
 
-    def _landed(self, thread_id: int, item: TimeoutScope | Delivery) -> None:
+    def _landed(self, thread_id: int, item: _Delivered) -> None:
         """Runs in the target thread where the injection lands: nothing is pending now,
         so the watchdog may deliver the next deadline of that thread (an outer scope's,
         say, while the body goes on after catching a catchable scope's exception)."""
@@ -444,11 +468,11 @@ class WatchdogBackend(Backend):
         deliveries.reset()
         deliveries.lock = self._lock
         self._next_instruction = deliveries  # it holds the sys.monitoring tool id
-        for scope in survivors:
-            if scope._thread_id == me:
-                self._heap.append((scope._deadline, next(self._sequence), scope))
+        for item in survivors:
+            if item._thread_id == me:
+                self._heap.append((item._deadline, next(self._sequence), item))
             else:
-                scope._armed = False
+                item._armed = False
         heapq.heapify(self._heap)
         if self._heap:
             self._start_thread()
@@ -484,7 +508,7 @@ def shared_watchdog() -> WatchdogBackend:
     return _shared
 
 
-def _line_landed(item: TimeoutScope | Delivery) -> BaseException:
+def _line_landed(item: _Delivered) -> BaseException:
     """What an instruction delivery raises; runs in the target thread, the lock held."""
     if isinstance(item, Delivery):
         item._mark_fired()
