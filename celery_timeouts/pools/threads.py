@@ -184,8 +184,9 @@ class TaskPool(PoolLimits, stock.TaskPool):
     limit: int  # None given to __init__ is replaced there
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Celery's __init__ builds a ThreadPoolExecutor; this pool has its own threads.
-        stock.BasePool.__init__(self, *args, **kwargs)
+        # Celery's __init__ builds a ThreadPoolExecutor, which starts no thread until a
+        # job is submitted to it: this pool never submits any, its own threads run them.
+        super().__init__(*args, **kwargs)
         if self.limit is None:  # as ThreadPoolExecutor(max_workers=None)
             self.limit = min(32, (os.cpu_count() or 1) + 4)
         settings = options_for(self.app)
@@ -209,6 +210,7 @@ class TaskPool(PoolLimits, stock.TaskPool):
     # -- BasePool ------------------------------------------------------------------------
 
     def on_start(self) -> None:
+        super().on_start()
         if self._interrupt_blocking:
             self._patched_blocking = interrupt_blocking_calls()
         with self._lock:
@@ -226,12 +228,14 @@ class TaskPool(PoolLimits, stock.TaskPool):
         self._close()
         self._wait_for_threads(cold=False)
         self._leave_blocking_calls()
+        super().on_stop()  # Celery's: the unused executor, then BasePool's
 
     def on_terminate(self) -> None:
         """Cold shutdown: as `on_stop`, but running threads get the grace at most."""
         self._close()
         self._wait_for_threads(cold=True)
         self._leave_blocking_calls()
+        super().on_terminate()
 
     def _leave_blocking_calls(self) -> None:
         if self._patched_blocking:
@@ -293,7 +297,7 @@ class TaskPool(PoolLimits, stock.TaskPool):
         return int(self.limit)
 
     def _get_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = stock.BasePool._get_info(self)
+        info: dict[str, Any] = super()._get_info()
         with self._lock:
             info.update({
                 "max-concurrency": self.limit,
