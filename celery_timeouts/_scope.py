@@ -327,6 +327,8 @@ class TimeoutScope:
             frame = _owning_frame(frame)  # a @contextmanager's: the block using it
         self._entry_frame = frame
         if backend is not None:
+            self._backend_state = None  # until arm() returns: see below
+            armed_for = self._deadline
             try:
                 self._backend_state = backend.arm(self)
             except BaseException as error:
@@ -336,6 +338,10 @@ class TimeoutScope:
                     return self
                 self._leave()
                 raise
+            if self._deadline != armed_for:
+                # Moved by another thread (cancel, reschedule) while arming, when the
+                # backend had no record to act on yet: it acts now.
+                backend.reschedule(self)
         return self
 
     __enter__ = _enter

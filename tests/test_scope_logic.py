@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 import pytest
@@ -33,22 +33,30 @@ class FakeBackend(Backend):
         self.log: list[tuple[str, TimeoutScope]] = []
         self.armed: list[TimeoutScope] = []
         self.refuse_next_arm: BaseException | None = None
+        self.while_arming: Callable[[TimeoutScope], object] | None = None
 
     def unavailable_reason(self) -> str | None:
         return None
 
-    def arm(self, scope: TimeoutScope) -> None:
+    def arm(self, scope: TimeoutScope) -> tuple[str, TimeoutScope]:
         if self.refuse_next_arm is not None:
             error, self.refuse_next_arm = self.refuse_next_arm, None
             raise error
         self.log.append(("arm", scope))
         self.armed.append(scope)
+        if self.while_arming is not None:
+            self.while_arming(scope)
+        return ("record", scope)
 
     def disarm(self, scope: TimeoutScope) -> None:
         self.log.append(("disarm", scope))
         self.armed.remove(scope)
 
     def reschedule(self, scope: TimeoutScope) -> None:
+        if scope._backend_state is None:
+            self.log.append(("reschedule before the record", scope))
+            return  # as every backend: nothing to act on until arm() returns
+        assert scope._backend_state == ("record", scope)
         self.log.append(("reschedule", scope))
 
     def fire(self, scope: TimeoutScope) -> NoReturn:
@@ -178,6 +186,29 @@ def test_reschedule_and_cancel_move_the_deadline_and_tell_the_backend(
     assert raised.value.cancelled  # type: ignore[attr-defined]
     with pytest.raises(RuntimeError, match="active scope"):
         timed.reschedule(None)
+
+
+@pytest.mark.parametrize("move", ["cancel", "reschedule"])
+def test_a_deadline_moved_while_the_backend_arms_reaches_it_once_armed(
+    fake: FakeBackend, move: str
+) -> None:
+    # As another thread's cancel() or reschedule() landing between the scope becoming
+    # active and arm() returning its record: the backend gets the move after arm().
+    later = time.monotonic() + 2 * LONG
+    fake.while_arming = (
+        (lambda timed: timed.cancel()) if move == "cancel"
+        else (lambda timed: timed.reschedule(later))
+    )
+    with contextlib.ExitStack() as stack:
+        if move == "cancel":
+            stack.enter_context(pytest.raises(TaskTimeout))
+        timed = stack.enter_context(scope())
+        fake.while_arming = None
+        events = [event for event, _ in fake.log]
+        assert events == ["arm", "reschedule before the record", "reschedule"], events
+        assert timed.deadline == (later if move == "reschedule" else timed._deadline)
+        if move == "cancel":
+            fake.fire(timed)
 
 
 def test_a_scope_without_a_limit_is_armed_with_no_deadline(fake: FakeBackend) -> None:

@@ -70,7 +70,9 @@ class AsyncioBackend(Backend):
         scope._backend_state.timer.cancel()
 
     def reschedule(self, scope: TimeoutScope) -> None:
-        armed: _ArmedTask = scope._backend_state
+        armed: _ArmedTask | None = scope._backend_state
+        if armed is None:
+            return  # arm() has not returned yet (see Backend.reschedule)
         loop = armed.task.get_loop()
         try:
             here = asyncio.get_running_loop() is loop

@@ -39,7 +39,8 @@ class Backend:
     def reschedule(self, scope: TimeoutScope) -> None:
         """`scope._deadline` has moved (earlier, later, or to math.inf: no limit):
         enforce the new one. Called from any thread; the scope may be leaving meanwhile,
-        and once it fired nothing changes."""
+        and once it fired nothing changes. While `arm` runs, `scope._backend_state` is
+        still None: do nothing then (the scope calls again once `arm` returns)."""
         raise NotImplementedError
 
     def reschedule_refusal(self, scope: TimeoutScope) -> str | None:

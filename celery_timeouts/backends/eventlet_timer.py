@@ -60,7 +60,10 @@ class EventletBackend(GreenTimerBackend):
         return timer
 
     def reschedule_refusal(self, scope: TimeoutScope) -> str | None:
-        hub = scope._backend_state.timer._hub
+        armed: ArmedGreenlet | None = scope._backend_state
+        if armed is None:
+            return None  # arm() has not returned: the scope reschedules from its thread
+        hub = armed.timer._hub
         if self._hub_here() is hub or _waker_of(hub) is not None:
             return None
         return (
@@ -71,7 +74,9 @@ class EventletBackend(GreenTimerBackend):
 
     @protected
     def reschedule(self, scope: TimeoutScope) -> None:
-        armed: ArmedGreenlet = scope._backend_state
+        armed: ArmedGreenlet | None = scope._backend_state
+        if armed is None:
+            return  # arm() has not returned yet (see Backend.reschedule)
         hub = armed.timer._hub
         if self._hub_here() is hub:
             _restart_timer(scope, armed)

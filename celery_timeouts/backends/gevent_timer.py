@@ -54,8 +54,9 @@ class GeventBackend(GreenTimerBackend):
         # The hub's loop is not thread-safe: the timer is replaced in the hub's thread
         # (at its next turn). A greenlet that never yields meanwhile is stopped by the
         # guard, which reads the new deadline itself.
-        armed: ArmedGreenlet = scope._backend_state
-        armed.timer.loop.run_callback_threadsafe(_restart_timer, scope, armed)
+        armed: ArmedGreenlet | None = scope._backend_state
+        if armed is not None:  # else arm() has not returned yet (see Backend.reschedule)
+            armed.timer.loop.run_callback_threadsafe(_restart_timer, scope, armed)
 
 
 @protected

@@ -144,7 +144,9 @@ class WatchdogBackend(Backend):
         # A new heap entry for the new deadline; the old one is skipped when it comes up
         # (`_run`: an entry earlier than its item's deadline is stale). A patched blocking
         # call of the thread sees the new deadline within `_deadline.RECHECK`.
-        watched: WatchedScope = scope._backend_state
+        watched: WatchedScope | None = scope._backend_state
+        if watched is None:
+            return  # arm() has not returned yet (see Backend.reschedule)
         with self._lock:
             if not watched._armed or scope._delivery is _FIRED:
                 return
