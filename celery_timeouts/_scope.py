@@ -55,6 +55,7 @@ class TimeoutScope:
         "_children",
         "_deadline",
         "_deadline_calls",
+        "_deadline_moved",
         "_delivery",
         "_entry_frame",
         "_exception",
@@ -205,6 +206,7 @@ class TimeoutScope:
             raise RuntimeError(refusal)
         self.deadline = None if when == math.inf else when
         self._deadline = when
+        self._deadline_moved = True
         backend.reschedule(self)
 
     def on_timeout(self, callback: Callable[..., object], *args: Any) -> OnTimeout:
@@ -317,6 +319,10 @@ class TimeoutScope:
         if backend is not None:
             self._backend = backend
             self.backend = backend.name
+            # Until arm() returns its record, a move of the deadline by another thread
+            # finds none to act on: noted here, and passed on once armed.
+            self._backend_state = None
+            self._deadline_moved = False
         self._state = _ACTIVE
         self._token = _innermost.set(self)
         # The frame holding the `with` (_enter is __enter__; __aenter__ calls it): backends
@@ -327,8 +333,6 @@ class TimeoutScope:
             frame = _owning_frame(frame)  # a @contextmanager's: the block using it
         self._entry_frame = frame
         if backend is not None:
-            self._backend_state = None  # until arm() returns: see below
-            armed_for = self._deadline
             try:
                 self._backend_state = backend.arm(self)
             except BaseException as error:
@@ -338,10 +342,12 @@ class TimeoutScope:
                     return self
                 self._leave()
                 raise
-            if self._deadline != armed_for:
-                # Moved by another thread (cancel, reschedule) while arming, when the
-                # backend had no record to act on yet: it acts now.
-                backend.reschedule(self)
+            if self._deadline_moved:  # by another thread, while arming
+                try:
+                    backend.reschedule(self)
+                except BaseException:
+                    self._leave()  # armed: disarmed there
+                    raise
         return self
 
     __enter__ = _enter

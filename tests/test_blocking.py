@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -263,6 +264,10 @@ def test_blocked_call_ends_at_the_deadline(
     assert isinstance(raised, TaskTimeout), raised
     assert type(raised) is TaskTimeout
     assert seconds + 0.01 >= LIMIT and seconds < BOUND
+    # Raised by the patched wait itself, at its deadline: the watchdog never injects
+    # into a wait (it could land in the wait's own code and lose what it returned).
+    innermost = traceback.extract_tb(raised.__traceback__)[-1]
+    assert innermost.name == "expire", traceback.format_tb(raised.__traceback__)[-3:]
 
 
 def test_socket_calls_to_a_silent_server_end_at_the_deadline(

@@ -109,6 +109,19 @@ def test_threads_pool_runs_jobs_without_on_start() -> None:
         pool.on_stop()
 
 
+def test_threads_pool_starts_at_the_limit_0_of_autoscale_without_a_minimum(
+    threads_pool: Callable[..., ThreadsPool],
+) -> None:
+    # `--autoscale=8` (or `8,0`) builds the pool with limit 0 and grows it under load;
+    # Celery's ThreadPoolExecutor would refuse max_workers=0.
+    pool = threads_pool(limit=0)
+    assert pool.info["max-concurrency"] == 0
+    pool.grow(1)
+    recorder = Recorder()
+    apply(pool, lambda: "ran", recorder).wait(10)
+    assert recorder.results == ["ran"] and pool.info["threads"] == 1
+
+
 def test_threads_warm_stop_gives_up_on_a_stuck_thread_after_its_hard_limit(
     threads_pool: Callable[..., ThreadsPool],
 ) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import gc
 import sys
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -440,3 +442,28 @@ def test_the_monitoring_tool_id_is_free_again_after_a_delivery() -> None:
             monitoring.free_tool_id(4)
     finally:
         monitoring.free_tool_id(3)
+
+
+def test_a_left_scope_is_freed_at_once_without_the_garbage_collector() -> None:
+    # The watchdog's record and the scope refer to each other while armed; the record
+    # lets go at disarm, so reference counting alone frees the scope (no work left for
+    # the collector on every call).
+    def body() -> tuple[bool, bool, str | None]:
+        with portable_timeout(30) as scope:
+            pass
+        with portable_timeout(None) as unlimited:
+            unlimited.reschedule(time.monotonic() + 30)
+        backend = scope.backend
+        left, unlimited_left = weakref.ref(scope), weakref.ref(unlimited)
+        del scope, unlimited
+        return left() is None, unlimited_left() is None, backend
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        freed, unlimited_freed, backend = run_in_thread(body)
+    finally:
+        if enabled:
+            gc.enable()
+    assert backend == "thread"
+    assert freed and unlimited_freed

@@ -86,6 +86,11 @@ class WatchedScope:
     def _mark_overdue(self) -> None:
         self.scope._mark_overdue()
 
+    def let_go(self) -> None:
+        """Drop the scope once disarmed: the scope holds this record, so the two would
+        otherwise wait for the garbage collector. Only armed records are read."""
+        del self.scope
+
 
 class Callback:
     """A function the watchdog runs on its own thread at a deadline (see `call_at`)."""

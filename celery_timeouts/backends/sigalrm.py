@@ -339,9 +339,9 @@ class SignalBackend(Backend):
             self._set_timer(now + _RETRY_DELAY)  # land it a moment later, in the body
             return
         target = min(due, key=_deadline_of)
-        unwinding = target._fire()
-        self._rearm()
-        raise unwinding
+        target._mark_fired()
+        self._rearm()  # for the outer scopes, before anything here can fail
+        raise target._unwinding()
 
     @protected
     def _fire_user_timer(

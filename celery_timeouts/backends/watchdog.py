@@ -124,6 +124,7 @@ class WatchdogBackend(Backend):
         watched: WatchedScope = scope._backend_state
         with self._lock:
             self._take_out(watched, scope)
+            watched.let_go()
 
     def _take_out(self, item: _Timed, delivered: _Delivered | None) -> None:
         """`item` is dead from now on, and what is on its way for it (`delivered`) is

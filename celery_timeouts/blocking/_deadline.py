@@ -94,6 +94,7 @@ def under_limiting_scope(
     return until_deadline(scope, timeout, wait, stock)
 
 
+@protected
 def until_deadline(
     scope: TimeoutScope,
     timeout: float | None,

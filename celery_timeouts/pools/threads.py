@@ -184,9 +184,10 @@ class TaskPool(PoolLimits, stock.TaskPool):
     limit: int  # None given to __init__ is replaced there
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Celery's __init__ builds a ThreadPoolExecutor, which starts no thread until a
-        # job is submitted to it: this pool never submits any, its own threads run them.
-        super().__init__(*args, **kwargs)
+        # Past Celery's thread pool, whose methods here (__init__, on_stop, _get_info)
+        # each work on its ThreadPoolExecutor: this pool has its own threads, and that
+        # executor would refuse the limit of 0 that `--autoscale=N` (no minimum) gives.
+        stock.BasePool.__init__(self, *args, **kwargs)
         if self.limit is None:  # as ThreadPoolExecutor(max_workers=None)
             self.limit = min(32, (os.cpu_count() or 1) + 4)
         settings = options_for(self.app)
@@ -228,7 +229,7 @@ class TaskPool(PoolLimits, stock.TaskPool):
         self._close()
         self._wait_for_threads(cold=False)
         self._leave_blocking_calls()
-        super().on_stop()  # Celery's: the unused executor, then BasePool's
+        stock.BasePool.on_stop(self)  # (see __init__)
 
     def on_terminate(self) -> None:
         """Cold shutdown: as `on_stop`, but running threads get the grace at most."""
@@ -297,7 +298,7 @@ class TaskPool(PoolLimits, stock.TaskPool):
         return int(self.limit)
 
     def _get_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = super()._get_info()
+        info: dict[str, Any] = stock.BasePool._get_info(self)  # (see __init__)
         with self._lock:
             info.update({
                 "max-concurrency": self.limit,
