@@ -133,14 +133,21 @@ def main() -> None:
     parser.add_argument("new", nargs="?", help="the revision to measure (default: working tree)")
     parser.add_argument("--repeats", type=int, default=3, help="alternations (default 3)")
     parser.add_argument("--quick", action="store_true", help="fewer calls (a smoke run)")
+    parser.add_argument(
+        "--backends", default=",".join(BACKENDS), help="comma-separated (default: all)"
+    )
     options = parser.parse_args()
     calls, rounds = (2000, 3) if options.quick else (20000, 9)
     new_label = options.new or "working tree"
+    backends = [name for name in options.backends.split(",") if name]
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown:
+        parser.error(f"unknown backends {unknown}: choose among {', '.join(BACKENDS)}")
     with checked_out(options.base) as base_tree, checked_out(options.new) as new_tree:
         trees = {options.base: base_tree, new_label: new_tree}
         best: dict[tuple[str, str, str], float] = {}
         for _ in range(options.repeats):
-            for backend in BACKENDS:
+            for backend in backends:
                 for form in FORMS:
                     for label, tree in trees.items():
                         value = measure(tree, backend, form, calls, rounds)
@@ -148,7 +155,7 @@ def main() -> None:
                         best[key] = min(best.get(key, value), value)
     print(f"per call, µs (min of {options.repeats} x {rounds} rounds of {calls} calls)")
     print(f"{'backend':9} {'form':10} {options.base[:12]:>12} {new_label[:12]:>12}  change")
-    for backend in BACKENDS:
+    for backend in backends:
         for form in FORMS:
             before = best[(options.base, backend, form)]
             after = best[(new_label, backend, form)]
