@@ -57,7 +57,9 @@ class Wakeup:
 class WatchedScope:
     """The watchdog's record of one scope it enforces: the thread it interrupts, and
     whether the scope is still armed. The rest it reads from the scope itself, whose
-    deadline may move (`reschedule`)."""
+    deadline may move (`reschedule`). At disarm the record lets go of the scope: the
+    scope holds the record, so the two would otherwise wait for the garbage collector;
+    only armed records are read."""
 
     __slots__ = ("_armed", "_thread_id", "scope")
 
@@ -85,11 +87,6 @@ class WatchedScope:
 
     def _mark_overdue(self) -> None:
         self.scope._mark_overdue()
-
-    def let_go(self) -> None:
-        """Drop the scope once disarmed: the scope holds this record, so the two would
-        otherwise wait for the garbage collector. Only armed records are read."""
-        del self.scope
 
 
 class Callback:

@@ -122,11 +122,15 @@ class WatchdogBackend(Backend):
     @protected
     def disarm(self, scope: TimeoutScope) -> None:
         watched: WatchedScope = scope._backend_state
-        with self._lock:
-            self._take_out(watched, scope)
-            watched.let_go()
+        with self._lock:  # as _take_out, written out: every scope's exit runs it
+            watched._armed = False
+            del watched.scope  # no cycle left for the collector (see WatchedScope)
+            self._withdraw(watched._thread_id, scope)
+            self._cancelled += 1
+            if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(self._heap):
+                self._compact()
 
-    def _take_out(self, item: _Timed, delivered: _Delivered | None) -> None:
+    def _take_out(self, item: Callback | Delivery, delivered: Delivery | None) -> None:
         """`item` is dead from now on, and what is on its way for it (`delivered`) is
         taken back. The lock is held."""
         item._armed = False
