@@ -44,12 +44,13 @@ def test_cpu_bound_threads_each_fire_at_their_own_time() -> None:
     # for the GIL, and so does each target once its timeout is injected; CPython hands
     # the GIL to any waiter, not the longest waiting, so the tail grows fast with the
     # number of spinning threads. Eight usually stay under 0.3 s, but CI saw 3.2 s
-    # (sixteen threads) and 4.2 s (eight, Python 3.10): what this proves is that each one
-    # fires, and the bound only catches a timeout that waited for something else.
+    # (sixteen threads) and 4.2 s (eight, Python 3.10), and one local run 18.7 s (eight,
+    # 3.10; 0.3 s at most in 60 runs around it): what this proves is that each one fires,
+    # and the bound only catches a timeout that waited for something else.
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(functools.partial(_limited_job, cpu_bound=True), range(8)))
     assert all(fired for _, fired in results)
-    assert max(late for late, _ in results) < 10.0
+    assert max(late for late, _ in results) < 40.0
 
 
 def test_blocked_in_c_at_the_end_of_the_body_does_not_leak() -> None:
