@@ -14,9 +14,11 @@ opposite: no timeout, or an exception outside its scope.
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import threading
 import time
+import weakref
 
 from celery_timeouts import (
     TaskTimeout,
@@ -334,6 +336,25 @@ def case_nothing_leaks_after_many_timeouts(expected_backend: str) -> None:
             fired += 1
     assert fired == 20
     spin(0.1)  # a stray timeout would surface here
+
+
+def case_a_left_scope_is_freed_without_the_collector(expected_backend: str) -> None:
+    # What the backend armed (its record, timer, heap entry) keeps nothing alive once
+    # the scope is left: reference counting alone frees it. (A fired scope's timeout
+    # holds it through the traceback's frames, as any exception holds its frames.)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(3):
+            with portable_timeout(30) as scope:
+                pass
+            assert scope.backend == expected_backend
+            left = weakref.ref(scope)
+            del scope
+            assert left() is None, "a left scope is still referenced"
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _later(seconds, action):

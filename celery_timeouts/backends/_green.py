@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from .._scope import TimeoutScope
 
 
+_PENDING = DeliveryState.PENDING
+
+
 class ArmedGreenlet:
     """What a green backend armed for one scope: the greenlet it interrupts, and the
     hub's timer for the scope's deadline (replaced when the deadline moves)."""
@@ -92,7 +95,7 @@ class GreenTimerBackend(Backend):
     def disarm(self, scope: TimeoutScope) -> None:
         scope._backend_state.timer.close()
         self._unguard(scope)
-        if scope._delivery is not DeliveryState.PENDING and self._guard is not None:
+        if scope._delivery is not _PENDING and self._guard is not None:
             self._guard.withdraw(scope)  # a delivery the guard may have asked the watchdog for
 
     def _unguard(self, scope: TimeoutScope) -> None:
