@@ -10,6 +10,7 @@ makes the watchdog thread take a green lock.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from .._context import native_thread_id, os_lock
-from .._current import DeliveryState
+from .._current import DeliveryState, being_closed, entered_in_generator, suspended
 
 if TYPE_CHECKING:
     from .._on_timeout import OnTimeout
@@ -88,6 +89,22 @@ class WatchedScope:
     def _mark_overdue(self) -> None:
         self.scope._mark_overdue()
 
+    def not_running(self, frame: FrameType) -> bool:
+        """The scope's body is suspended (its thread paused at `frame`), or its generator
+        is being closed."""
+        scope = self.scope
+        if not entered_in_generator(scope):
+            return False  # (cheap: no look at every thread's exception)
+        return suspended(scope, frame) or being_closed(
+            scope, sys._current_exceptions().get(self._thread_id)
+        )
+
+
+def body_runs_in(scope: TimeoutScope) -> bool:
+    """In the target thread, where an instruction delivery would land: True if the
+    generator that entered `scope` is running (its frame is on the stack here)."""
+    return not suspended(scope)
+
 
 class Callback:
     """A function the watchdog runs on its own thread at a deadline (see `call_at`)."""
@@ -128,6 +145,11 @@ class Delivery:
 
     def _mark_fired(self) -> None:
         self._delivery = DeliveryState.FIRED
+
+    def _fire(self) -> BaseException:
+        """As a scope's: mark it delivered, and return what is raised in the thread."""
+        self._delivery = DeliveryState.FIRED
+        return self._exception
 
     def _mark_overdue(self) -> None:
         if self._delivery is DeliveryState.PENDING:

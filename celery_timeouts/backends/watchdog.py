@@ -29,7 +29,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from .._context import is_green_patched, native_thread_id, os_lock, os_thread_primitives
-from .._current import DeliveryState, being_closed, entered_in_generator, on_stack, suspended
+from .._current import DeliveryState, entered_in_generator, on_stack
 from .._interpreter import MECHANISMS, warn_once_if_unverified
 from .._on_timeout import take as take_deadline_calls
 from .._unwind import (
@@ -43,7 +43,7 @@ from ._landing import AT_NEXT_INSTRUCTION as _AT_NEXT_INSTRUCTION
 from ._landing import LATER as _LATER
 from ._landing import NOW as _NOW
 from ._landing import landing as _landing
-from ._watched import Callback, Delivery, Wakeup, WatchedScope
+from ._watched import Callback, Delivery, Wakeup, WatchedScope, body_runs_in
 from .base import Backend
 from .instruction_events import InstructionDelivery
 
@@ -372,18 +372,15 @@ class WatchdogBackend(Backend):
         thread_id = item._thread_id
         if thread_id in self._pending:
             return False
-        scope: TimeoutScope | None
-        delivered: _Delivered
-        if isinstance(item, WatchedScope):
-            scope = delivered = item.scope
-        else:
-            scope, delivered = None, item
+        watched = item if isinstance(item, WatchedScope) else None
+        scope = None if watched is None else watched.scope
+        delivered: _Delivered = item.scope if isinstance(item, WatchedScope) else item
         frame = sys._current_frames().get(thread_id)
         if frame is None:  # the thread is gone
             item._armed = False
             self._next_instruction.withdraw(thread_id, delivered)
             return True
-        if scope is not None and _not_running(scope, thread_id, frame):
+        if watched is not None and watched.not_running(frame):
             return False  # a generator's body, say: delivered once it runs, or at its exit
         entry_frame = item._entry_frame
         landing = _landing(frame, entry_frame)
@@ -395,7 +392,7 @@ class WatchdogBackend(Backend):
             landing = _AT_NEXT_INSTRUCTION
         body_runs: Callable[[], bool] | None = None
         if scope is not None and entered_in_generator(scope):
-            body_runs = functools.partial(_body_runs, scope)
+            body_runs = functools.partial(body_runs_in, scope)
             if _DELIVERED_AT_NEXT_CHECK:
                 # 3.13+ raises an injection at the thread's next check, which may come
                 # after the generator has yielded, in its consumer: raise it from an
@@ -408,7 +405,7 @@ class WatchdogBackend(Backend):
                 try:
                     deliveries.watch(
                         thread_id, delivered, frame, entry_frame,
-                        functools.partial(_line_landed, delivered), body_runs,
+                        delivered._fire, body_runs,
                     )
                 except Exception:  # sys.monitoring refused: never take the watchdog down
                     logger.exception("celery-timeouts: sys.monitoring failed; timeouts that "
@@ -485,21 +482,6 @@ class WatchdogBackend(Backend):
             self._start_thread()
 
 
-def _body_runs(scope: TimeoutScope) -> bool:
-    """In the target thread, where an instruction delivery would land: True if the
-    generator that entered `scope` is running (its frame is on the stack here)."""
-    return not suspended(scope)
-
-
-def _not_running(scope: TimeoutScope, thread_id: int, frame: FrameType) -> bool:
-    """The scope's body is suspended, or its generator is being closed."""
-    if not entered_in_generator(scope):
-        return False  # (cheap: no look at every thread's exception)
-    return suspended(scope, frame) or being_closed(
-        scope, sys._current_exceptions().get(thread_id)
-    )
-
-
 _shared: WatchdogBackend | None = None
 _creating = threading.Lock()
 
@@ -513,11 +495,3 @@ def shared_watchdog() -> WatchdogBackend:
             if _shared is None:
                 _shared = WatchdogBackend()
     return _shared
-
-
-def _line_landed(item: _Delivered) -> BaseException:
-    """What an instruction delivery raises; runs in the target thread, the lock held."""
-    if isinstance(item, Delivery):
-        item._mark_fired()
-        return item._exception
-    return item._fire()
