@@ -55,7 +55,6 @@ class TimeoutScope:
         "_children",
         "_deadline",
         "_deadline_calls",
-        "_deadline_moved",
         "_delivery",
         "_entry_frame",
         "_exception",
@@ -206,7 +205,6 @@ class TimeoutScope:
             raise RuntimeError(refusal)
         self.deadline = None if when == math.inf else when
         self._deadline = when
-        self._deadline_moved = True
         backend.reschedule(self)
 
     def on_timeout(self, callback: Callable[..., object], *args: Any) -> OnTimeout:
@@ -265,7 +263,9 @@ class TimeoutScope:
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
         self._leave()
         backend = self._backend
-        ours = None if backend is None else backend.own_cancellation(self, exc)
+        if backend is None or self._delivery is _PENDING:
+            return self._settle(exc)  # nothing delivered: no cancellation of ours
+        ours = backend.own_cancellation(self, exc)
         if ours is None:
             return self._settle(exc)
         if not ours:
@@ -320,9 +320,9 @@ class TimeoutScope:
             self._backend = backend
             self.backend = backend.name
             # Until arm() returns its record, a move of the deadline by another thread
-            # finds none to act on: noted here, and passed on once armed.
+            # finds none to act on: it is passed on once armed (below).
             self._backend_state = None
-            self._deadline_moved = False
+            armed_for = self._deadline
         self._state = _ACTIVE
         self._token = _innermost.set(self)
         # The frame holding the `with` (_enter is __enter__; __aenter__ calls it): backends
@@ -342,7 +342,7 @@ class TimeoutScope:
                     return self
                 self._leave()
                 raise
-            if self._deadline_moved:  # by another thread, while arming
+            if self._deadline != armed_for:  # moved by another thread, while arming
                 try:
                     backend.reschedule(self)
                 except BaseException:

@@ -29,13 +29,13 @@ _PENDING = DeliveryState.PENDING
 
 class ArmedGreenlet:
     """What a green backend armed for one scope: the greenlet it interrupts, and the
-    hub's timer for the scope's deadline (replaced when the deadline moves)."""
+    hub's timer for the scope's deadline (replaced when the deadline moves). Built
+    field by field in `arm`, with no `__init__` (see `WatchedScope`)."""
 
     __slots__ = ("greenlet", "timer")
 
-    def __init__(self, greenlet: Any) -> None:
-        self.greenlet = greenlet
-        self.timer: Any = None
+    greenlet: Any
+    timer: Any
 
 
 class GreenTimerBackend(Backend):
@@ -77,7 +77,8 @@ class GreenTimerBackend(Backend):
         seconds = scope.seconds
         if seconds is None or scope._cancel_called:
             seconds = 0.0 if scope._deadline != math.inf else None
-        armed = ArmedGreenlet(self._getcurrent())
+        armed = ArmedGreenlet()
+        armed.greenlet = self._getcurrent()
         armed.timer = self._start_timer(scope, armed, hub, seconds)
         try:
             guard = self._guard if hub is self._guarded_hub else self._adopt_hub(hub)

@@ -51,13 +51,17 @@ class AsyncioBackend(Backend):
             raise BackendUnavailable(
                 f"backend='asyncio' cannot run here: {self.unavailable_reason()}"
             )
-        armed = _ArmedTask(task)
+        armed = _ArmedTask()
+        armed.task = task
+        armed.cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
+        armed.cancel_sent = False
         # Just armed: the deadline is `seconds` from now. A fresh, empty context for the
         # callback: a copy of the current one would keep the scope alive (and the garbage
         # collector busy) for as long as the cancelled handle sits in the loop's heap.
         seconds = scope.seconds
         if seconds is None or scope._cancel_called:
             if scope._deadline == math.inf:
+                armed.timer = _NO_TIMER
                 return armed  # no limit (yet): reschedule() may set one
             seconds = 0.0
         armed.timer = loop.call_at(
@@ -105,15 +109,15 @@ _NO_TIMER = _NoTimer()
 
 class _ArmedTask:
     """What the backend armed for one scope: the task it cancels at the deadline, that
-    task's count of cancellations then, the loop's timer, and whether it cancelled."""
+    task's count of cancellations then, the loop's timer, and whether it cancelled.
+    Built field by field in `arm`, with no `__init__` (see `WatchedScope`)."""
 
     __slots__ = ("cancel_sent", "cancelling", "task", "timer")
 
-    def __init__(self, task: asyncio.Task[object]) -> None:
-        self.task = task
-        self.cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
-        self.timer: asyncio.TimerHandle | _NoTimer = _NO_TIMER
-        self.cancel_sent = False
+    task: asyncio.Task[object]
+    cancelling: int
+    timer: asyncio.TimerHandle | _NoTimer
+    cancel_sent: bool
 
 
 @protected

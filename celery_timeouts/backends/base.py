@@ -57,7 +57,8 @@ class Backend:
         scope._mark_fired()
 
     def own_cancellation(self, scope: TimeoutScope, exc: BaseException | None) -> bool | None:
-        """For `async with`, at the scope's exit (asyncio): None if the backend cancelled
+        """For `async with`, at the exit of a scope that fired or was due (asyncio: it
+        marks the scope fired before cancelling the task): None if the backend cancelled
         nothing for `scope`, or `exc` is not that cancellation; True if it is the scope's
         own (now taken back); False if someone else cancelled the task as well."""
         return None

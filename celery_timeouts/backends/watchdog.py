@@ -100,7 +100,10 @@ class WatchdogBackend(Backend):
     def arm(self, scope: TimeoutScope) -> WatchedScope:
         if _INJECTION_REFUSED is not None:  # `auto` picked us from the cache: refuse here
             raise BackendUnavailable(f"backend='thread' cannot run here: {_INJECTION_REFUSED}")
-        watched = WatchedScope(scope, native_thread_id())
+        watched = WatchedScope()
+        watched.scope = scope
+        watched._thread_id = native_thread_id()
+        watched._armed = True
         if scope._deadline == math.inf:
             # No limit (yet): nothing to wait for, and no thread to start until
             # reschedule() gives it a deadline.
@@ -125,14 +128,17 @@ class WatchdogBackend(Backend):
         with self._lock:  # as _take_out, written out: every scope's exit runs it
             watched._armed = False
             del watched.scope  # no cycle left for the collector (see WatchedScope)
-            self._withdraw(watched._thread_id, scope)
+            thread_id = watched._thread_id
+            if self._pending.get(thread_id) is scope:  # as _withdraw
+                del self._pending[thread_id]
+                clear_async_exc(thread_id, None)
+            self._next_instruction.withdraw(thread_id, scope)
             self._cancelled += 1
             if self._cancelled > _COMPACT_MIN and self._cancelled * 2 > len(self._heap):
                 self._compact()
 
     def _take_out(self, item: Callback | Delivery, delivered: Delivery | None) -> None:
-        """`item` is dead from now on, and what is on its way for it (`delivered`) is
-        taken back. The lock is held."""
+        """`item` is dead; what is on its way for it (`delivered`) is taken back (locked)."""
         item._armed = False
         self._withdraw(item._thread_id, delivered)
         self._cancelled += 1
@@ -204,9 +210,7 @@ class WatchdogBackend(Backend):
             start_new_thread, _ = os_thread_primitives()  # threading.Thread is a greenlet now
             self._thread = start_new_thread(self._run, ())
             return
-        thread = threading.Thread(
-            target=self._run, name="celery-timeouts-watchdog", daemon=True
-        )
+        thread = threading.Thread(target=self._run, name="celery-timeouts-watchdog", daemon=True)
         thread.start()
         self._thread = thread
 
@@ -372,15 +376,14 @@ class WatchdogBackend(Backend):
         thread_id = item._thread_id
         if thread_id in self._pending:
             return False
-        watched = item if isinstance(item, WatchedScope) else None
-        scope = None if watched is None else watched.scope
+        scope = item.scope if isinstance(item, WatchedScope) else None
         delivered: _Delivered = item.scope if isinstance(item, WatchedScope) else item
         frame = sys._current_frames().get(thread_id)
         if frame is None:  # the thread is gone
             item._armed = False
             self._next_instruction.withdraw(thread_id, delivered)
             return True
-        if watched is not None and watched.not_running(frame):
+        if isinstance(item, WatchedScope) and item.not_running(frame):
             return False  # a generator's body, say: delivered once it runs, or at its exit
         entry_frame = item._entry_frame
         landing = _landing(frame, entry_frame)
