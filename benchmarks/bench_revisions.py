@@ -8,7 +8,11 @@ that returns at once, on each backend, for BASE and NEW (default: the working tr
 Each revision is checked out into a temporary git worktree; every measurement runs in
 a fresh interpreter (gevent and eventlet monkey-patched) with only that tree importable.
 The revisions alternate, measurement by measurement, so a machine that slows down
-slows both; each number is the minimum over all rounds and repeats, in microseconds.
+slows both. Each interpreter reports its best round; the same code differs by a few
+percent from one interpreter to the next (memory layout, hash seeds), so each number is
+the median of those bests over the repeats, in microseconds. `spread` is the larger of
+the two revisions' median absolute deviations, in percent: the noise to read a change
+against (a repeat slowed down by the machine as a whole moves the median little).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -131,7 +136,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("base", help="the revision to compare against (a commit, tag, branch)")
     parser.add_argument("new", nargs="?", help="the revision to measure (default: working tree)")
-    parser.add_argument("--repeats", type=int, default=3, help="alternations (default 3)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="interpreters per revision and case (default 5)"
+    )
     parser.add_argument("--quick", action="store_true", help="fewer calls (a smoke run)")
     parser.add_argument(
         "--backends", default=",".join(BACKENDS), help="comma-separated (default: all)"
@@ -145,22 +152,35 @@ def main() -> None:
         parser.error(f"unknown backends {unknown}: choose among {', '.join(BACKENDS)}")
     with checked_out(options.base) as base_tree, checked_out(options.new) as new_tree:
         trees = {options.base: base_tree, new_label: new_tree}
-        best: dict[tuple[str, str, str], float] = {}
+        bests: dict[tuple[str, str, str], list[float]] = {}
         for _ in range(options.repeats):
             for backend in backends:
                 for form in FORMS:
                     for label, tree in trees.items():
                         value = measure(tree, backend, form, calls, rounds)
-                        key = (label, backend, form)
-                        best[key] = min(best.get(key, value), value)
-    print(f"per call, µs (min of {options.repeats} x {rounds} rounds of {calls} calls)")
-    print(f"{'backend':9} {'form':10} {options.base[:12]:>12} {new_label[:12]:>12}  change")
+                        bests.setdefault((label, backend, form), []).append(value)
+    print(
+        f"per call, µs (median over {options.repeats} interpreters of the best of "
+        f"{rounds} rounds of {calls} calls)"
+    )
+    print(
+        f"{'backend':9} {'form':10} {options.base[:12]:>12} {new_label[:12]:>12}  "
+        f"change  spread"
+    )
     for backend in backends:
         for form in FORMS:
-            before = best[(options.base, backend, form)]
-            after = best[(new_label, backend, form)]
+            before_all = bests[(options.base, backend, form)]
+            after_all = bests[(new_label, backend, form)]
+            before, after = statistics.median(before_all), statistics.median(after_all)
             change = (after - before) / before * 100
-            print(f"{backend:9} {form:10} {before:12.3f} {after:12.3f}  {change:+5.1f}%")
+            spread = max(
+                statistics.median(abs(value - middle) for value in values) / middle * 100
+                for values, middle in ((before_all, before), (after_all, after))
+            )
+            print(
+                f"{backend:9} {form:10} {before:12.3f} {after:12.3f}  {change:+5.1f}%"
+                f"  ±{spread:.1f}%"
+            )
 
 
 if __name__ == "__main__":
