@@ -51,7 +51,7 @@ class EventletBackend(GreenTimerBackend):
     def _start_timer(
         self, scope: TimeoutScope, armed: ArmedGreenlet, hub: Any, seconds: float | None
     ) -> Any:
-        timer = _ThrowTimer(scope, armed.greenlet, hub, seconds)
+        timer = _throw_timer(scope, armed.greenlet, hub, seconds)
         if hub is not self._waking:
             _set_up_waker(hub)
             self._waking = hub  # the hub of the last arm: set up (cheap to check)
@@ -159,12 +159,25 @@ def _restart_timer(scope: TimeoutScope, armed: ArmedGreenlet) -> None:
     old.cancel()
     deadline = scope._deadline
     if deadline == math.inf:
-        armed.timer = _ThrowTimer(scope, armed.greenlet, hub, None)
+        armed.timer = _throw_timer(scope, armed.greenlet, hub, None)
         return
-    timer = armed.timer = _ThrowTimer(
+    timer = armed.timer = _throw_timer(
         scope, armed.greenlet, hub, max(deadline - time.monotonic(), 0.0)
     )
     hub.add_timer(timer)
+
+
+def _throw_timer(
+    scope: TimeoutScope, greenlet: Any, hub: Any, seconds: float | None
+) -> _ThrowTimer:
+    """A timer of `hub` for `scope`, due in `seconds` once added (None: never added)."""
+    timer = _ThrowTimer()
+    timer.seconds = seconds
+    timer.called = seconds is None  # no limit: never added to the hub, nothing to cancel
+    timer._scope = scope
+    timer._greenlet = greenlet
+    timer._hub = hub
+    return timer
 
 
 class _ThrowTimer:
@@ -172,19 +185,17 @@ class _ThrowTimer:
 
     Speaks the hub's timer protocol (`seconds`, `called`, call, order) without
     eventlet's general-purpose `Timer`, whose args tuple, kwargs dict and hub lookup on
-    cancel cost more than the rest of a scope's entry and exit together.
+    cancel cost more than the rest of a scope's entry and exit together. Made by
+    `_throw_timer`, with no `__init__` (see `_watched.WatchedScope`).
     """
 
     __slots__ = ("_greenlet", "_hub", "_scope", "called", "seconds")
 
-    def __init__(
-        self, scope: TimeoutScope, greenlet: Any, hub: Any, seconds: float | None
-    ) -> None:
-        self.seconds = seconds
-        self.called = seconds is None  # no limit: never added to the hub, nothing to cancel
-        self._scope: TimeoutScope | None = scope
-        self._greenlet = greenlet
-        self._hub = hub
+    seconds: float | None
+    called: bool
+    _scope: TimeoutScope | None
+    _greenlet: Any
+    _hub: Any
 
     def __call__(self) -> None:
         """Runs in the hub when the deadline passes."""
