@@ -12,7 +12,11 @@ it, in one run, side by side with the plain version (min over rounds, in ns per 
   * reading `CELERY_TIMEOUTS_BACKEND` from `os.environ._data` with the key encoded
     once, instead of `os.environ.get` (which encodes it on every call);
   * `backends._auto_name()`: the name only, instead of `detect_backend()` building a
-    reason string that the scope never reads.
+    reason string that the scope never reads;
+  * a backend's record of an armed scope (`_watched.WatchedScope`, `_green.ArmedGreenlet`,
+    asyncio's `_ArmedTask`) built field by field where it is armed, and eventlet's hub
+    timer made by a factory function, instead of classes with an `__init__`: calling a
+    class whose `__init__` is Python code costs about twice as much as the object.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from collections.abc import Callable
 from celery_timeouts import TaskTimeout
 from celery_timeouts._scope import TimeoutScope
 from celery_timeouts.backends import ENV_VAR, _auto_name, _env_backend, detect_backend
+from celery_timeouts.backends._watched import WatchedScope
+from celery_timeouts.backends.eventlet_timer import _throw_timer
 
 
 def ns_per_call(call: Callable[[], object], n: int, rounds: int) -> float:
@@ -44,6 +50,29 @@ class _WrappedEnter(TimeoutScope):
 
     def __enter__(self) -> TimeoutScope:
         return self._enter()
+
+
+class _RecordWithInit:
+    """The plain alternative to a record built field by field: the same slots, set by
+    `__init__` (eventlet's timer has five fields, the watchdog's record three)."""
+
+    __slots__ = ("_armed", "_thread_id", "scope")
+
+    def __init__(self, scope: object, thread_id: int) -> None:
+        self.scope = scope
+        self._thread_id = thread_id
+        self._armed = True
+
+
+class _TimerWithInit:
+    __slots__ = ("_greenlet", "_hub", "_scope", "called", "seconds")
+
+    def __init__(self, scope: object, greenlet: object, hub: object, seconds: float) -> None:
+        self.seconds = seconds
+        self.called = seconds is None
+        self._scope = scope
+        self._greenlet = greenlet
+        self._hub = hub
 
 
 def pairs() -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
@@ -73,11 +102,31 @@ def pairs() -> list[tuple[str, Callable[[], object], Callable[[], object]]]:
     def detect() -> object:
         return detect_backend().name
 
+    scope = TimeoutScope(30)
+
+    def record_by_fields() -> object:
+        watched = WatchedScope()
+        watched.scope = scope
+        watched._thread_id = 1
+        watched._armed = True
+        return watched
+
+    def record_by_init() -> object:
+        return _RecordWithInit(scope, 1)
+
+    def timer_by_factory() -> object:
+        return _throw_timer(scope, None, None, 30.0)
+
+    def timer_by_init() -> object:
+        return _TimerWithInit(scope, None, None, 30.0)
+
     return [
         ("__enter__ = _enter (a whole with block)", with_alias, with_wrapper),
         ("_trusted (a decorated call's scope)", trusted, validated),
         ("os.environ._data (the override's lookup)", environ_data, environ_get),
         ("_auto_name (which backend)", auto_name, detect),
+        ("a record built field by field", record_by_fields, record_by_init),
+        ("eventlet's timer from a factory function", timer_by_factory, timer_by_init),
     ]
 
 
