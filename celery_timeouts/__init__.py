@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ._current import ScopeState, current_scope
 from ._on_timeout import OnTimeout, on_timeout
-from ._scope import TimeoutScope, move_on_after
+from ._scope import TimeoutScope
 from ._validation import MAX_SECONDS as _MAX_SECONDS
 from .backends import BackendChoice, detect_backend
 from .cooperative import check, remaining, sleep
@@ -52,6 +52,23 @@ def portable_timeout(
 
 
 _fresh_scope = TimeoutScope._trusted
+
+
+class _MoveOnScope(TimeoutScope):
+    """A scope whose own timeout ends the body and is swallowed as it exits."""
+
+    __slots__ = ()
+    _quiet = True
+
+
+def move_on_after(seconds: float | None, *, backend: str = "auto") -> TimeoutScope:
+    """A `with` block (or `async with`) that stops at the deadline and moves on quietly.
+
+    At the deadline the body is interrupted as by `portable_timeout`, but the block
+    then exits without an exception; `scope.fired` tells afterwards. Only its own
+    timeout is swallowed: an enclosing scope's goes on out. `cancel()` ends it early.
+    """
+    return _MoveOnScope(seconds, backend=backend)
 
 
 __all__ = [

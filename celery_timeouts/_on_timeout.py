@@ -117,7 +117,8 @@ def register(
             raise RuntimeError(not_active(scope))
         if calls is not _DISPATCHED and scope._delivery is not DeliveryState.FIRED:
             if calls is None:
-                calls = scope._deadline_calls = []
+                calls = []
+                scope._swap_deadline_calls(calls)
             calls.append(handle)
             return handle
     handle._run()
@@ -145,11 +146,9 @@ def take(scope: TimeoutScope, wait: bool = True) -> list[OnTimeout] | None:
     if not _lock.acquire(wait):
         return _DISPATCHED
     try:
-        calls = scope._deadline_calls
-        if calls is _DROPPED or calls is _DISPATCHED:
+        if scope._deadline_calls is _DROPPED or scope._deadline_calls is _DISPATCHED:
             return None
-        scope._deadline_calls = _DISPATCHED
-        return calls
+        return scope._swap_deadline_calls(_DISPATCHED)
     finally:
         _lock.release()
 
@@ -169,8 +168,7 @@ def run_deadline_callbacks(scope: TimeoutScope, wait: bool = True) -> bool:
 def drop(scope: TimeoutScope) -> None:
     """The scope exits: callbacks that have not started will never run."""
     with _lock:
-        calls = scope._deadline_calls
-        scope._deadline_calls = _DROPPED
+        calls = scope._swap_deadline_calls(_DROPPED)
     if calls is not None and calls is not _DISPATCHED and calls is not _DROPPED:
         for handle in calls:
             if handle._claim("dropped"):

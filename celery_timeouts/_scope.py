@@ -76,8 +76,8 @@ class TimeoutScope:
     # What the backend armed (its timer, the thread or task it interrupts, ...): its
     # own record, kept here for it and never read by the scope (see Backend.arm).
     _backend_state: Any
-    # None, or the `on_timeout` callbacks (see _on_timeout): only a registration sets it;
-    # an empty list once they have run or been dropped.
+    # None, or the `on_timeout` callbacks: `_on_timeout` alone sets it, through
+    # `_swap_deadline_calls` (a marker list once they have run or been dropped).
     _deadline_calls: list[OnTimeout] | None
     _children: Any  # child processes the body started (celery_timeouts.blocking), or None
     # move_on_after's scopes end the body at the deadline and exit quietly.
@@ -399,6 +399,21 @@ class TimeoutScope:
             return self._raise_timeout(None)  # the body swallowed it: the deadline holds
         return False
 
+    # -- the two slots other modules fill (the scope hands them back at its exit) --------
+
+    def _swap_deadline_calls(self, calls: list[OnTimeout] | None) -> list[OnTimeout] | None:
+        """Set what `on_timeout` registered, and return what was there: `_on_timeout`
+        moves its registrations through their states (a list, run, dropped), locked."""
+        before, self._deadline_calls = self._deadline_calls, calls
+        return before
+
+    def _children_made_by(self, make: Callable[[], Any]) -> Any:
+        """The child processes the body started (`blocking._subprocess`), from `make()`
+        at the first one."""
+        if self._children is None:
+            self._children = make()
+        return self._children
+
     # -- how backends change the delivery state -----------------------------------------
 
     def _mark_fired(self) -> None:
@@ -478,21 +493,3 @@ class TimeoutScope:
 
 
 _new_scope = object.__new__
-
-
-class _MoveOnScope(TimeoutScope):
-    """A scope whose own timeout ends the body and is swallowed as it exits."""
-
-    __slots__ = ()
-    _quiet = True
-
-
-def move_on_after(seconds: float | None, *, backend: str = "auto") -> TimeoutScope:
-    """A `with` block (or `async with`) that stops at the deadline and moves on quietly.
-
-    At the deadline the body is interrupted as by `portable_timeout`, but the block
-    then exits without an exception; `scope.fired` tells afterwards. Only its own
-    timeout is swallowed: an enclosing scope's goes on out. `cancel()` ends it early.
-    """
-    return _MoveOnScope(seconds, backend=backend)
-

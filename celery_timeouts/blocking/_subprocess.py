@@ -126,9 +126,7 @@ def _adopt(process: subprocess.Popen[Any]) -> None:
 
 
 def _children_of(scope: TimeoutScope) -> Children:
-    children: Children | None = scope._children
-    if children is None:
-        children = scope._children = Children()
+    children: Children = scope._children_made_by(Children)
     return children
 
 
