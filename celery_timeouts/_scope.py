@@ -55,6 +55,7 @@ class TimeoutScope:
         "_children",
         "_deadline",
         "_deadline_calls",
+        "_deadline_moved",
         "_delivery",
         "_entry_frame",
         "_exception",
@@ -205,6 +206,7 @@ class TimeoutScope:
             raise RuntimeError(refusal)
         self.deadline = None if when == math.inf else when
         self._deadline = when
+        self._deadline_moved = True
         backend.reschedule(self)
 
     def on_timeout(self, callback: Callable[..., object], *args: Any) -> OnTimeout:
@@ -314,16 +316,17 @@ class TimeoutScope:
             # cancel() can then give it one from anywhere.
             backend = resolve_if_possible(self._requested, coroutine)
             self._deadline = math.inf
-        if self._cancel_called:  # cancelled before it was entered: interrupted at once
-            self.deadline = self._deadline = _monotonic()
         if backend is not None:
             self._backend = backend
             self.backend = backend.name
             # Until arm() returns its record, a move of the deadline by another thread
-            # finds none to act on: it is passed on once armed (below).
+            # finds none to act on: it is noted here, and passed on once armed (below).
             self._backend_state = None
-            armed_for = self._deadline
+            self._deadline_moved = False
         self._state = _ACTIVE
+        # Checked once active: a cancel() from now on moves the deadline itself.
+        if self._cancel_called:  # cancelled before it was entered: interrupted at once
+            self.deadline = self._deadline = _monotonic()
         self._token = _innermost.set(self)
         # The frame holding the `with` (_enter is __enter__; __aenter__ calls it): backends
         # deliver only while it runs (see _current.suspended), and the watchdog judges
@@ -342,7 +345,7 @@ class TimeoutScope:
                     return self
                 self._leave()
                 raise
-            if self._deadline != armed_for:  # moved by another thread, while arming
+            if self._deadline_moved:  # by another thread, while arming
                 try:
                     backend.reschedule(self)
                 except BaseException:

@@ -9,14 +9,23 @@ with real timers, in test_conformance.py.
 from __future__ import annotations
 
 import contextlib
+import dis
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import NoReturn
+from types import FrameType
+from typing import Any, NoReturn
 
 import pytest
 
-from celery_timeouts import TaskTimeout, current_scope, move_on_after, portable_timeout
+from celery_timeouts import (
+    ScopeState,
+    TaskTimeout,
+    current_scope,
+    move_on_after,
+    portable_timeout,
+)
 from celery_timeouts._scope import TimeoutScope
 from celery_timeouts.backends import _instances
 from celery_timeouts.backends.base import Backend
@@ -34,6 +43,7 @@ class FakeBackend(Backend):
         self.armed: list[TimeoutScope] = []
         self.refuse_next_arm: BaseException | None = None
         self.while_arming: Callable[[TimeoutScope], object] | None = None
+        self.known: dict[int, float] = {}  # id(scope) -> the deadline it was told of
 
     def unavailable_reason(self) -> str | None:
         return None
@@ -44,6 +54,7 @@ class FakeBackend(Backend):
             raise error
         self.log.append(("arm", scope))
         self.armed.append(scope)
+        self.known[id(scope)] = scope._deadline
         if self.while_arming is not None:
             self.while_arming(scope)
         return ("record", scope)
@@ -58,6 +69,7 @@ class FakeBackend(Backend):
             return  # as every backend: nothing to act on until arm() returns
         assert scope._backend_state == ("record", scope)
         self.log.append(("reschedule", scope))
+        self.known[id(scope)] = scope._deadline
 
     def fire(self, scope: TimeoutScope) -> NoReturn:
         """Deliver `scope`'s timeout here, as a backend's delivery lands in the body."""
@@ -209,6 +221,85 @@ def test_a_deadline_moved_while_the_backend_arms_reaches_it_once_armed(
         assert timed.deadline == (later if move == "reschedule" else timed._deadline)
         if move == "cancel":
             fake.fire(timed)
+
+
+def _enter_acting_before(
+    line: int, act: Callable[[TimeoutScope], object]
+) -> tuple[TimeoutScope, bool]:
+    """Enter a new scope, running `act(scope)` once just before the entry's `line` (as
+    another thread may at any instruction); the scope, and whether `act` ran."""
+    code = TimeoutScope._enter.__code__
+    timed = scope()
+    pending = [True]
+
+    def at_line(frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line" and frame.f_lineno == line and pending:
+            pending.clear()
+            act(timed)
+        return at_line
+
+    def calls(frame: FrameType, event: str, arg: Any) -> Any:
+        return at_line if frame.f_code is code else None
+
+    before = sys.gettrace()
+    sys.settrace(calls)
+    try:
+        timed.__enter__()
+    finally:
+        sys.settrace(before)
+    return timed, not pending
+
+
+def _at_each_line_of_entry(act: Callable[[TimeoutScope], object]) -> Iterator[int]:
+    """For each line of the scope's entry, a scope entered with `act` run just before
+    that line; yields the line while it is entered (lines the entry does not run, its
+    error paths, are skipped)."""
+    code = TimeoutScope._enter.__code__
+    lines = sorted({line for _, line in dis.findlinestarts(code) if line is not None})
+    reached = 0
+    for line in lines:
+        timed, acted = _enter_acting_before(line, act)
+        try:
+            if acted:
+                reached += 1
+                yield line
+        finally:
+            timed._leave()
+    assert reached >= 15, f"the entry ran only {reached} of its lines: {lines}"
+
+
+def _moved_away_and_back(timed: TimeoutScope) -> None:
+    """A move, and its undoing while the backend arms: the deadline the scope ends up
+    with is the one it started with, though the backend may have seen the other."""
+    if timed.state is not ScopeState.ACTIVE:
+        return  # reschedule() is refused before
+    original = timed._deadline
+    timed.reschedule(None)
+    fake = _instances["thread"]
+    assert isinstance(fake, FakeBackend)
+    fake.while_arming = lambda again: again.reschedule(original)
+
+
+@pytest.mark.parametrize("move", ["cancel", "reschedule later", "away and back"])
+def test_a_move_at_any_point_of_the_entry_reaches_the_backend(
+    fake: FakeBackend, move: str
+) -> None:
+    # Whatever instruction of the entry another thread's cancel() or reschedule() lands
+    # at, the backend ends up enforcing the scope's deadline, not an older one.
+    acts: dict[str, Callable[[TimeoutScope], object]] = {
+        "cancel": lambda timed: timed.cancel(),
+        "reschedule later": lambda timed: (
+            timed.reschedule(time.monotonic() + 2 * LONG)
+            if timed.state is ScopeState.ACTIVE else None
+        ),
+        "away and back": _moved_away_and_back,
+    }
+    for line in _at_each_line_of_entry(acts[move]):
+        fake.while_arming = None
+        timed = fake.armed[-1]
+        assert fake.known[id(timed)] == timed._deadline, f"moved before line {line}"
+        if move == "cancel":
+            assert timed._deadline <= time.monotonic(), f"cancelled before line {line}"
 
 
 def test_a_scope_without_a_limit_is_armed_with_no_deadline(fake: FakeBackend) -> None:
