@@ -146,7 +146,8 @@ def take(scope: TimeoutScope, wait: bool = True) -> list[OnTimeout] | None:
     if not _lock.acquire(wait):
         return _DISPATCHED
     try:
-        if scope._deadline_calls is _DROPPED or scope._deadline_calls is _DISPATCHED:
+        calls = scope._deadline_calls
+        if calls is _DROPPED or calls is _DISPATCHED:
             return None
         return scope._swap_deadline_calls(_DISPATCHED)
     finally:

@@ -250,10 +250,12 @@ def _enter_acting_before(
     return timed, not pending
 
 
-def _at_each_line_of_entry(act: Callable[[TimeoutScope], object]) -> Iterator[int]:
+def _at_each_line_of_entry(
+    act: Callable[[TimeoutScope], object]
+) -> Iterator[tuple[int, TimeoutScope]]:
     """For each line of the scope's entry, a scope entered with `act` run just before
-    that line; yields the line while it is entered (lines the entry does not run, its
-    error paths, are skipped)."""
+    that line; yields the line and the scope while it is entered (lines the entry does
+    not run, its error paths, are skipped)."""
     code = TimeoutScope._enter.__code__
     lines = sorted({line for _, line in dis.findlinestarts(code) if line is not None})
     reached = 0
@@ -262,22 +264,10 @@ def _at_each_line_of_entry(act: Callable[[TimeoutScope], object]) -> Iterator[in
         try:
             if acted:
                 reached += 1
-                yield line
+                yield line, timed
         finally:
             timed._leave()
     assert reached >= 15, f"the entry ran only {reached} of its lines: {lines}"
-
-
-def _moved_away_and_back(timed: TimeoutScope) -> None:
-    """A move, and its undoing while the backend arms: the deadline the scope ends up
-    with is the one it started with, though the backend may have seen the other."""
-    if timed.state is not ScopeState.ACTIVE:
-        return  # reschedule() is refused before
-    original = timed._deadline
-    timed.reschedule(None)
-    fake = _instances["thread"]
-    assert isinstance(fake, FakeBackend)
-    fake.while_arming = lambda again: again.reschedule(original)
 
 
 @pytest.mark.parametrize("move", ["cancel", "reschedule later", "away and back"])
@@ -286,17 +276,24 @@ def test_a_move_at_any_point_of_the_entry_reaches_the_backend(
 ) -> None:
     # Whatever instruction of the entry another thread's cancel() or reschedule() lands
     # at, the backend ends up enforcing the scope's deadline, not an older one.
+    def away_and_back(timed: TimeoutScope) -> None:
+        # A move, undone while the backend arms: the scope ends with the deadline it
+        # started with, though the backend may have seen the other one.
+        if timed.state is ScopeState.ACTIVE:  # reschedule() is refused before
+            original = timed._deadline
+            timed.reschedule(None)
+            fake.while_arming = lambda again: again.reschedule(original)
+
     acts: dict[str, Callable[[TimeoutScope], object]] = {
         "cancel": lambda timed: timed.cancel(),
         "reschedule later": lambda timed: (
             timed.reschedule(time.monotonic() + 2 * LONG)
             if timed.state is ScopeState.ACTIVE else None
         ),
-        "away and back": _moved_away_and_back,
+        "away and back": away_and_back,
     }
-    for line in _at_each_line_of_entry(acts[move]):
+    for line, timed in _at_each_line_of_entry(acts[move]):
         fake.while_arming = None
-        timed = fake.armed[-1]
         assert fake.known[id(timed)] == timed._deadline, f"moved before line {line}"
         if move == "cancel":
             assert timed._deadline <= time.monotonic(), f"cancelled before line {line}"
